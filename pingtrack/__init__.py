@@ -1,0 +1,1 @@
+"""The `pingtrack` command: operator commands and the entry points of every service."""

@@ -1,0 +1,1 @@
+"""Code shared by the pingtrack services: settings, wire formats, connections, logging."""

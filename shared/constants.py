@@ -1,0 +1,56 @@
+"""Wire names in one place: exchanges, queues, routing keys, headers, versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MESSAGE_VERSION = 1
+# Targets hash into this many shards; a command's routing key names its shard.
+SHARD_COUNT = 256
+
+REASON_HEADER = "x-pingtrack-reason"
+BATCH_ID_HEADER = "x-pingtrack-batch-id"
+CONTENT_TYPE = "application/msgpack"
+
+# A results message bigger than this is rejected as malformed (a batch of
+# 100 000 results is about 2.5 MB).
+MAX_RESULTS_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+def shard_of(target_id: int) -> int:
+    return target_id % SHARD_COUNT
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Every broker name derives from one prefix, so tests can run side by side."""
+
+    prefix: str = "pingtrack"
+
+    @property
+    def commands_exchange(self) -> str:
+        return f"{self.prefix}.commands"
+
+    @property
+    def results_exchange(self) -> str:
+        return f"{self.prefix}.results"
+
+    @property
+    def results_queue(self) -> str:
+        return f"{self.prefix}.results"
+
+    @property
+    def dead_exchange(self) -> str:
+        return f"{self.prefix}.dead"
+
+    @property
+    def dead_queue(self) -> str:
+        return f"{self.prefix}.results.dead"
+
+    def shard_key(self, shard: int) -> str:
+        return f"shard.{shard}"
+
+    def target_key(self, target_id: int) -> str:
+        return self.shard_key(shard_of(target_id))
+
+    all_shards_key = "shard.*"

@@ -1,0 +1,107 @@
+"""Apply numbered SQL files in order, one transaction each, recording what ran."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from shared.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_LOCK_KEY = 0x70696E67  # one migrator at a time, whatever the process
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations(directory: Path) -> list[Migration]:
+    if not directory.is_dir():
+        raise ConfigError(f"migrations directory {directory} does not exist")
+    found: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _NAME.match(path.name)
+        if match is None:
+            raise ConfigError(f"migration file {path.name} is not named NNNN_name.sql")
+        version = int(match.group(1))
+        if version in found:
+            raise ConfigError(f"two migrations numbered {version}")
+        found[version] = Migration(version, path.name, path.read_text())
+    return [found[v] for v in sorted(found)]
+
+
+async def ensure_partitions(conn: asyncpg.Connection, days_ahead: int) -> int:
+    today = datetime.now(UTC).date()
+    created: int = await conn.fetchval(
+        "SELECT ensure_ping_partitions($1, $2)",
+        today - timedelta(days=1),
+        today + timedelta(days=days_ahead),
+    )
+    return created
+
+
+async def migrate(conn: asyncpg.Connection, directory: Path, days_ahead: int = 7) -> list[str]:
+    """Apply what is missing; return the names applied now (empty when up to date)."""
+    migrations = load_migrations(directory)
+    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+    try:
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version    integer PRIMARY KEY,
+                   name       text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        applied = []
+        for migration in migrations:
+            if migration.version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    migration.version, migration.name,
+                )
+            log.info("applied migration", extra={"migration": migration.name})
+            applied.append(migration.name)
+        await ensure_partitions(conn, days_ahead)
+        return applied
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+
+
+def _with_database(dsn: str, database: str) -> tuple[str, str]:
+    """Split a DSN into (same DSN pointing at `database`, its own database name)."""
+    parts = urlsplit(dsn)
+    name = parts.path.lstrip("/") or "postgres"
+    return urlunsplit(parts._replace(path="/" + database)), name
+
+
+async def create_database_if_missing(dsn: str) -> bool:
+    """Create the database the DSN names if it does not exist; True when created."""
+    maintenance, name = _with_database(dsn, "postgres")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,63}", name):
+        raise ConfigError(f"database name {name!r} must be letters, digits, _ or -")
+    conn = await asyncpg.connect(maintenance)
+    try:
+        if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return False
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        except asyncpg.DuplicateDatabaseError:
+            return False  # created meanwhile by another migrator
+        log.info("created database", extra={"database": name})
+        return True
+    finally:
+        await conn.close()

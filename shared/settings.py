@@ -1,0 +1,73 @@
+"""All configuration, read once from the environment (prefix PINGTRACK_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+MIN_INTERVAL_S = 0.1
+MAX_INTERVAL_S = 3600.0
+MIN_TIMEOUT_S = 0.05
+MAX_TIMEOUT_S = 60.0
+
+
+class Settings(BaseSettings):
+    """One settings object per process, created in `main` and passed down."""
+
+    model_config = SettingsConfigDict(env_prefix="PINGTRACK_", extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/pingtrack"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # Every exchange and queue name starts with this; tests use a unique one.
+    amqp_prefix: str = "pingtrack"
+
+    api_host: str = "0.0.0.0"
+    api_port: int = Field(6666, ge=1, le=65535)
+    admin_token: SecretStr | None = None
+    read_token: SecretStr | None = None
+
+    migrations_dir: Path = REPO_ROOT / "migrations"
+    partition_days_ahead: int = Field(7, ge=1, le=365)
+
+    # Prober
+    prober_id: str | None = None
+    default_timeout_s: float = Field(1.0, ge=MIN_TIMEOUT_S, le=MAX_TIMEOUT_S)
+    batch_max_results: int = Field(5000, ge=1, le=100_000)
+    batch_max_delay_s: float = Field(1.0, gt=0, le=60)
+    buffer_max_results: int = Field(2_000_000, ge=1000)
+    reconcile_interval_s: float = Field(30.0, gt=0)
+    icmp_mode: str = Field("auto", pattern="^(auto|raw|dgram)$")
+
+    # Writer
+    writer_prefetch: int = Field(16, ge=1, le=1000)
+
+    log_level: str = "WARNING"
+    log_format: str = Field("json", pattern="^(json|text)$")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return level
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment; explain a bad value in one line."""
+    from pydantic import ValidationError
+
+    from shared.errors import ConfigError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"PINGTRACK_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc

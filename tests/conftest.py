@@ -1,0 +1,111 @@
+"""Fixtures over the real PostgreSQL and RabbitMQ.
+
+The session gets its own freshly migrated database; every test gets its own
+broker names (a unique prefix) and deletes them afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import aiormq
+import asyncpg
+import pytest
+
+from shared.constants import Topology
+from shared.migrate import create_database_if_missing, migrate
+from shared.settings import Settings
+
+BASE_DSN = os.environ.get("PINGTRACK_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/")
+AMQP_URL = os.environ.get("PINGTRACK_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+ADMIN_TOKEN = "test-admin-token"
+
+
+def _dsn_for(database: str) -> str:
+    return urlunsplit(urlsplit(BASE_DSN)._replace(path="/" + database))
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    name = f"pingtrack_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    dsn = _dsn_for(name)
+
+    async def setup() -> None:
+        await create_database_if_missing(dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn, Settings().migrations_dir)
+        finally:
+            await conn.close()
+
+    async def teardown() -> None:
+        conn = await asyncpg.connect(_dsn_for("postgres"))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(setup())
+    yield dsn
+    asyncio.run(teardown())
+
+
+@pytest.fixture
+def amqp_prefix() -> Iterator[str]:
+    prefix = f"pt-test-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    asyncio.run(_delete_broker_names(Topology(prefix)))
+
+
+async def _delete_broker_names(topology: Topology) -> None:
+    connection = await aiormq.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        for queue in (topology.results_queue, topology.dead_queue):
+            await channel.queue_delete(queue)
+        for exchange in (
+            topology.commands_exchange, topology.results_exchange, topology.dead_exchange
+        ):
+            await channel.exchange_delete(exchange)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def settings(database_url: str, amqp_prefix: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        amqp_url=AMQP_URL,
+        amqp_prefix=amqp_prefix,
+        admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
+        batch_max_delay_s=0.2,
+        reconcile_interval_s=5.0,
+        log_level="WARNING",
+    )
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    assert pool is not None
+    yield pool
+    await pool.close()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[object]], timeout: float = 10.0, interval: float = 0.05
+) -> object:
+    """Poll `check` until it returns something truthy; fail with its last value at timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
+        await asyncio.sleep(interval)

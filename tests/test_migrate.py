@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shared.errors import ConfigError
+from shared.migrate import load_migrations, migrate
+from shared.settings import Settings
+
+
+async def test_migrate_twice_applies_nothing_new(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await migrate(conn, Settings().migrations_dir) == []
+        versions = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+        assert [r["version"] for r in versions] == [m.version for m in
+                                                    load_migrations(Settings().migrations_dir)]
+    finally:
+        await conn.close()
+
+
+async def test_partitions_exist_ahead(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'pings'::regclass"
+        )
+        assert count >= 8  # yesterday, today and at least 7 days ahead
+        assert await conn.fetchval("SELECT ensure_ping_partitions(current_date, current_date)") == 0
+    finally:
+        await conn.close()
+
+
+def test_badly_named_migration_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "1_x.sql").write_text("SELECT 1")
+    with pytest.raises(ConfigError, match="NNNN_name.sql"):
+        load_migrations(tmp_path)
+
+
+async def test_failed_migration_leaves_nothing_behind(tmp_path: Path, database_url: str) -> None:
+    (tmp_path / "0001_ok.sql").write_text("CREATE TABLE mig_ok (x int)")
+    (tmp_path / "0002_bad.sql").write_text("CREATE TABLE mig_half (x int); SELECT nonsense;")
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("CREATE SCHEMA mig_test; SET search_path TO mig_test")
+        with pytest.raises(asyncpg.PostgresError):
+            await migrate(conn, tmp_path)
+        names = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+        assert names == {"0001_ok.sql"}
+        assert await conn.fetchval("SELECT to_regclass('mig_half')") is None
+    finally:
+        await conn.execute("DROP SCHEMA mig_test CASCADE")
+        await conn.close()
