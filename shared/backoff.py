@@ -41,6 +41,8 @@ async def retry(
                 raise
             # First failure is worth a warning; the rest only while debugging.
             level = logging.WARNING if failures == 1 else logging.DEBUG
-            log.log(level, "%s failed, retrying", what, extra={"error": repr(exc), "retry_in": delay})
+            log.log(
+                level, "%s failed, retrying", what, extra={"error": repr(exc), "retry_in": delay}
+            )
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")

@@ -50,7 +50,9 @@ class BrokerLink:
                 return self._channel
             await self._close_quietly()
             self._channel = await retry(
-                self._open, what="connect to RabbitMQ", retry_on=TRANSIENT_BROKER_ERRORS,
+                self._open,
+                what="connect to RabbitMQ",
+                retry_on=TRANSIENT_BROKER_ERRORS,
                 timeout=timeout,
             )
             return self._channel
@@ -87,8 +89,9 @@ async def declare_results(channel: aiormq.abc.AbstractChannel, topology: Topolog
     unroutable.
     """
     await channel.exchange_declare(topology.dead_exchange, exchange_type="fanout", durable=True)
-    await channel.queue_declare(topology.dead_queue, durable=True,
-                                arguments={"x-queue-type": "quorum"})
+    await channel.queue_declare(
+        topology.dead_queue, durable=True, arguments={"x-queue-type": "quorum"}
+    )
     await channel.queue_bind(topology.dead_queue, topology.dead_exchange, routing_key="")
     await channel.exchange_declare(topology.results_exchange, exchange_type="direct", durable=True)
     await channel.queue_declare(

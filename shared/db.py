@@ -31,5 +31,6 @@ async def create_pool(
     async def attempt() -> asyncpg.Pool:
         return await asyncpg.create_pool(settings.database_url, **kwargs)
 
-    return await retry(attempt, what="connect to PostgreSQL", retry_on=TRANSIENT_DB_ERRORS,
-                       timeout=timeout)
+    return await retry(
+        attempt, what="connect to PostgreSQL", retry_on=TRANSIENT_DB_ERRORS, timeout=timeout
+    )

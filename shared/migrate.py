@@ -71,7 +71,8 @@ async def migrate(conn: asyncpg.Connection, directory: Path, days_ahead: int = 7
                 await conn.execute(migration.sql)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                    migration.version, migration.name,
+                    migration.version,
+                    migration.name,
                 )
             log.info("applied migration", extra={"migration": migration.name})
             applied.append(migration.name)

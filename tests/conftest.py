@@ -68,7 +68,9 @@ async def _delete_broker_names(topology: Topology) -> None:
         for queue in (topology.results_queue, topology.dead_queue):
             await channel.queue_delete(queue)
         for exchange in (
-            topology.commands_exchange, topology.results_exchange, topology.dead_exchange
+            topology.commands_exchange,
+            topology.results_exchange,
+            topology.dead_exchange,
         ):
             await channel.exchange_delete(exchange)
     finally:

@@ -35,8 +35,12 @@ def test_batch_round_trips(values: list[tuple]) -> None:
     decoded = decode_batch(encode_batch(batch))
     assert decoded.batch_id == batch.batch_id
     assert decoded.prober == "p1"
-    assert list(zip(decoded.target_ids, decoded.ts, decoded.rtt, decoded.ttl, decoded.hops,
-                    strict=True)) == values
+    assert (
+        list(
+            zip(decoded.target_ids, decoded.ts, decoded.rtt, decoded.ttl, decoded.hops, strict=True)
+        )
+        == values
+    )
 
 
 def _body(**changes: object) -> bytes:

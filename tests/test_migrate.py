@@ -13,8 +13,9 @@ async def test_migrate_twice_applies_nothing_new(database_url: str) -> None:
     try:
         assert await migrate(conn, Settings().migrations_dir) == []
         versions = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
-        assert [r["version"] for r in versions] == [m.version for m in
-                                                    load_migrations(Settings().migrations_dir)]
+        assert [r["version"] for r in versions] == [
+            m.version for m in load_migrations(Settings().migrations_dir)
+        ]
     finally:
         await conn.close()
 
@@ -33,7 +34,7 @@ async def test_partitions_exist_ahead(database_url: str) -> None:
 
 def test_badly_named_migration_is_refused(tmp_path: Path) -> None:
     (tmp_path / "1_x.sql").write_text("SELECT 1")
-    with pytest.raises(ConfigError, match="NNNN_name.sql"):
+    with pytest.raises(ConfigError, match=r"NNNN_name\.sql"):
         load_migrations(tmp_path)
 
 
