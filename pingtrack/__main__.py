@@ -1,0 +1,3 @@
+from pingtrack.cli import main
+
+main()

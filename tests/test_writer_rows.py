@@ -1,0 +1,74 @@
+"""The writer's pure helpers: timestamps, days, repeats, storability."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared.codec import ResultBatch
+from shared.errors import MalformedMessage
+from writer_service.rows import (
+    MAX_RTT_US,
+    PG_EPOCH_US,
+    US_PER_DAY,
+    check_storable,
+    day_to_date,
+    days_of,
+    decode_timestamptz,
+    encode_timestamptz,
+    rows_of_all,
+    split_repeats,
+)
+
+
+def batch_of(*ts: int, batch_id: bytes = b"a" * 16, rtt: int | None = 1000) -> ResultBatch:
+    batch = ResultBatch(batch_id=batch_id)
+    for t in ts:
+        batch.append(7, t, rtt, 64, 0)
+    return batch
+
+
+def test_timestamptz_tuple_counts_from_postgres_epoch() -> None:
+    assert encode_timestamptz(PG_EPOCH_US) == (0,)
+    assert encode_timestamptz(PG_EPOCH_US + 1) == (1,)
+    assert encode_timestamptz(0) == (-PG_EPOCH_US,)
+
+
+@given(st.integers(min_value=0, max_value=2**62))
+def test_timestamptz_codec_round_trips(us: int) -> None:
+    assert decode_timestamptz(encode_timestamptz(us)) == us
+
+
+@pytest.mark.parametrize(
+    ("day", "expected"),
+    [(0, date(1970, 1, 1)), (1, date(1970, 1, 2)), (20_000, date(2024, 10, 4))],
+)
+def test_day_number_maps_to_calendar_date(day: int, expected: date) -> None:
+    assert day_to_date(day) == expected
+
+
+def test_days_of_spans_midnight() -> None:
+    midnight = 20_000 * US_PER_DAY
+    assert days_of(batch_of(midnight - 1, midnight, midnight + 5)) == {19_999, 20_000}
+
+
+def test_split_repeats_keeps_first_of_each_id() -> None:
+    a, b = batch_of(1, batch_id=b"a" * 16), batch_of(2, batch_id=b"b" * 16)
+    again = batch_of(1, batch_id=b"a" * 16)
+    firsts, repeats = split_repeats([a, b, again])
+    assert firsts == [a, b]
+    assert repeats == [2]
+
+
+def test_rows_of_all_chains_columns_in_table_order() -> None:
+    a = batch_of(10, 20, rtt=None)
+    assert list(rows_of_all([a])) == [(7, 10, None, 64, 0), (7, 20, None, 64, 0)]
+
+
+def test_rtt_beyond_integer_column_is_not_storable() -> None:
+    check_storable(batch_of(1, rtt=MAX_RTT_US))
+    with pytest.raises(MalformedMessage, match="rtt"):
+        check_storable(batch_of(1, rtt=MAX_RTT_US + 1))

@@ -1,0 +1,1 @@
+"""Consumes result batches from RabbitMQ and stores every ping in PostgreSQL once."""
