@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 import typer
 from rich.console import Console
 
+from pingtrack.cli_targets import pings_command, target_app
 from shared.errors import PingtrackError
 from shared.logs import setup_logging
 from shared.migrate import create_database_if_missing, migrate
 from shared.settings import Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ping monitoring.")
+app.add_typer(target_app, name="target")
+app.command("pings")(pings_command)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -55,6 +59,64 @@ def migrate_command() -> None:
         console.print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
     else:
         console.print("database is up to date")
+
+
+def _serve(settings: Settings, names: list[str]) -> None:
+    """Run the named services in this process until Ctrl-C or SIGTERM."""
+    from functools import partial
+
+    from pingtrack.runner import run_until_signal
+
+    runners = {
+        "api": _service_runner("api_service.main"),
+        "prober": _service_runner("prober_service.main"),
+        "writer": _service_runner("writer_service.main"),
+    }
+    services = [(name, partial(runners[name], settings)) for name in names]
+    try:
+        asyncio.run(run_until_signal(services))
+    except PingtrackError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+
+def _service_runner(module: str) -> Any:
+    import importlib
+
+    return importlib.import_module(module).run
+
+
+@app.command("api")
+def api_command() -> None:
+    """Run the REST API (port PINGTRACK_API_PORT, default 6666)."""
+    _serve(settings_or_exit(), ["api"])
+
+
+@app.command("prober")
+def prober_command() -> None:
+    """Run a prober: pings the targets it owns and publishes the results."""
+    _serve(settings_or_exit(), ["prober"])
+
+
+@app.command("writer")
+def writer_command() -> None:
+    """Run a writer: stores result batches in PostgreSQL."""
+    _serve(settings_or_exit(), ["writer"])
+
+
+@app.command("up")
+def up_command() -> None:
+    """Migrate, then run api, prober and writer in this process (Ctrl-C stops cleanly)."""
+    settings = settings_or_exit()
+    try:
+        asyncio.run(run_migrations(settings))
+    except (PingtrackError, OSError, asyncpg.PostgresError) as exc:
+        err_console.print(f"[red]migration failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(
+        f"pingtrack up: api on :{settings.api_port}, prober and writer running; Ctrl-C stops"
+    )
+    _serve(settings, ["writer", "prober", "api"])
 
 
 def main() -> None:

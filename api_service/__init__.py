@@ -1,0 +1,1 @@
+"""The REST API: targets, their raw pings and health."""

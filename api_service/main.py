@@ -1,0 +1,64 @@
+"""Run the API under uvicorn inside the caller's event loop until `stop` is set."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import uvicorn
+
+from api_service.app import create_app
+from shared.errors import ConfigError, PingtrackError
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: the caller owns signals and sets `stop`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
+        lifespan="on",
+        access_log=False,
+        log_config=None,  # keep the process's own logging set-up
+    )
+    server = _Server(config)
+
+    async def stop_when_asked() -> None:
+        await stop.wait()
+        server.should_exit = True
+
+    watcher = asyncio.create_task(stop_when_asked())
+    try:
+        # Run in this task, not a new one: uvicorn raises SystemExit on a failed
+        # start, which a task would pass straight to the event loop.
+        await server.serve()
+    except SystemExit as exc:
+        error: PingtrackError | None = app.state.startup_error
+        raise error or ConfigError(
+            f"the API could not start on {settings.api_host}:{settings.api_port} "
+            "(is the port in use? see the log above)"
+        ) from exc
+    except asyncio.CancelledError:
+        # Cancelled from outside: still close connections and the pool.
+        if server.started:
+            server.should_exit = True
+            await asyncio.shield(server.shutdown())
+        raise
+    finally:
+        watcher.cancel()
+        await asyncio.wait({watcher})
+    log.info("api stopped")

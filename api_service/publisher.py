@@ -1,0 +1,70 @@
+"""Publishes target commands after their change is committed.
+
+The database is the source of truth: when the broker cannot take a command,
+the change stays committed and probers pick it up at their next
+reconciliation from the database. So a failed publish is logged and counted,
+never raised to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiormq
+import aiormq.abc
+from aiormq import spec as amqp
+
+from shared.broker import BrokerLink, declare_commands
+from shared.codec import TargetSpec, encode_command
+from shared.constants import CONTENT_TYPE, Topology
+
+log = logging.getLogger(__name__)
+
+# A write waits at most this long for the broker before answering anyway.
+PUBLISH_TIMEOUT_S = 3.0
+
+
+class NotConfirmed(Exception):
+    """The broker refused a command (nack) instead of confirming it."""
+
+
+class CommandPublisher:
+    def __init__(self, broker: BrokerLink, topology: Topology) -> None:
+        self._broker = broker
+        self._topology = topology
+        self._declared_on: aiormq.abc.AbstractChannel | None = None
+        self.published = 0
+        self.failed = 0
+
+    async def _channel(self) -> aiormq.abc.AbstractChannel:
+        channel = await self._broker.channel(timeout=0)
+        if channel is not self._declared_on:
+            await declare_commands(channel, self._topology)
+            self._declared_on = channel
+        return channel
+
+    async def _publish(self, spec: TargetSpec) -> None:
+        channel = await self._channel()
+        confirmation = await channel.basic_publish(
+            encode_command(spec),
+            exchange=self._topology.commands_exchange,
+            routing_key=self._topology.target_key(spec.id),
+            properties=amqp.Basic.Properties(delivery_mode=2, content_type=CONTENT_TYPE),
+        )
+        if not isinstance(confirmation, amqp.Basic.Ack):
+            raise NotConfirmed(f"broker answered {confirmation!r}")
+
+    async def publish(self, spec: TargetSpec) -> bool:
+        """Publish one command; True when the broker confirmed it."""
+        try:
+            await asyncio.wait_for(self._publish(spec), PUBLISH_TIMEOUT_S)
+        except Exception as exc:  # any broker failure: the database already holds the change
+            self.failed += 1
+            log.warning(
+                "command not published; probers will catch up from the database",
+                extra={"target_id": spec.id, "rev": spec.rev, "error": repr(exc)},
+            )
+            return False
+        self.published += 1
+        return True

@@ -1,0 +1,286 @@
+"""Operator commands: `pingtrack target …` and `pingtrack pings ID`.
+
+They call the same target operations as the REST API, with their own pool
+and broker link, not over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import NoReturn, TypeVar
+
+import asyncpg
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from api_service import pings
+from api_service.publisher import CommandPublisher
+from api_service.targets import Target, Targets
+from shared.broker import BrokerLink
+from shared.constants import Topology
+from shared.db import TRANSIENT_DB_ERRORS, create_pool
+from shared.errors import InvalidInput, PingtrackError
+from shared.settings import Settings
+
+T = TypeVar("T")
+DB_CONNECT_TIMEOUT_S = 10.0
+
+target_app = typer.Typer(no_args_is_help=True, help="Add, list and change tracked addresses.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    from pingtrack.cli import settings_or_exit  # cli.py imports this module
+
+    return settings_or_exit()
+
+
+@dataclass
+class _Session:
+    pool: asyncpg.Pool
+    targets: Targets
+    publisher: CommandPublisher
+
+
+@asynccontextmanager
+async def _session(settings: Settings) -> AsyncIterator[_Session]:
+    pool = await create_pool(settings, timeout=DB_CONNECT_TIMEOUT_S, min_size=1, max_size=2)
+    broker = BrokerLink(settings.amqp_url)
+    publisher = CommandPublisher(broker, Topology(settings.amqp_prefix))
+    try:
+        yield _Session(pool, Targets(pool, publisher, settings), publisher)
+    finally:
+        await broker.close()
+        await pool.close()
+
+
+def _call(work: Callable[[_Session], Awaitable[T]]) -> T:
+    """Run one operation; turn every expected failure into a red line and an exit code."""
+    settings = _settings()
+
+    async def main() -> tuple[T, int]:
+        async with _session(settings) as session:
+            return await work(session), session.publisher.failed
+
+    try:
+        result, unpublished = asyncio.run(main())
+    except InvalidInput as exc:
+        _fail(str(exc), 2)
+    except PingtrackError as exc:
+        _fail(str(exc), 1)
+    except (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError) as exc:
+        _fail(f"database: {exc}", 1)
+    if unpublished:
+        err_console.print(
+            "[yellow]warning:[/yellow] saved, but the broker did not take the command; "
+            "probers will pick the change up from the database"
+        )
+    return result
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+# Pure formatting and parsing.
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90s', '15m', '1h', '2d', '1w' as a timedelta."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise InvalidInput(f"duration {text!r} is not like 90s, 15m, 1h, 2d or 1w")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
+
+
+def parse_time(text: str, option: str) -> datetime:
+    try:
+        return pings.as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        raise InvalidInput(f"{option} {text!r} is not an ISO 8601 time") from None
+
+
+def ago(ts: datetime, now: datetime) -> str:
+    seconds = max(0.0, (now - ts).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return f"{int(seconds)}s ago"
+
+
+def seconds(ms: int) -> str:
+    return f"{ms / 1000:g}s"
+
+
+def _last_ping(target: Target, now: datetime) -> tuple[str, str]:
+    last = target.last_ping
+    if last is None:
+        return "never", ""
+    rtt = "lost" if last.rtt_us is None else f"{last.rtt_us / 1000:.3f} ms"
+    return ago(last.ts, now), rtt
+
+
+_STATE_STYLE = {"active": "green", "paused": "yellow", "stopped": "dim", "deleted": "red"}
+
+
+def _state(state: str) -> str:
+    return f"[{_STATE_STYLE[state]}]{state}[/]"
+
+
+def _show(target: Target, headline: str) -> None:
+    now = datetime.now(UTC)
+    seen, rtt = _last_ping(target, now)
+    table = Table(show_header=False, box=None, title=headline, title_justify="left")
+    table.add_row("id", str(target.id))
+    table.add_row("address", target.address)
+    table.add_row("name", target.name or "")
+    table.add_row("state", _state(target.state))
+    table.add_row("interval", seconds(target.interval_ms))
+    table.add_row("timeout", seconds(target.timeout_ms))
+    table.add_row("created", pings.iso(target.created_at))
+    table.add_row("stopped", "" if target.stopped_at is None else pings.iso(target.stopped_at))
+    table.add_row("last ping", f"{seen} {rtt}".strip())
+    console.print(table)
+
+
+# Commands.
+
+
+@target_app.command("add")
+def add(
+    address: str = typer.Argument(..., help="literal IPv4 or IPv6 address"),
+    name: str | None = typer.Option(None, "--name", help="a label for people"),
+    interval: float = typer.Option(1.0, "--interval", help="seconds between pings (0.1-3600)"),
+    timeout: float | None = typer.Option(None, "--timeout", help="seconds to wait for a reply"),
+) -> None:
+    """Start tracking an address."""
+    target = _call(
+        lambda s: s.targets.create(address, name=name, interval_s=interval, timeout_s=timeout)
+    )
+    _show(target, f"added target {target.id}")
+
+
+@target_app.command("list")
+def list_targets(
+    state: str | None = typer.Option(None, "--state", help="active|paused|stopped|deleted|all"),
+) -> None:
+    """Tracked addresses with their state and last ping (deleted ones only when asked)."""
+    targets = _call(lambda s: s.targets.list(state))
+    now = datetime.now(UTC)
+    table = Table("id", "address", "name", "state", "interval", "last ping", "rtt")
+    for target in targets:
+        seen, rtt = _last_ping(target, now)
+        table.add_row(
+            str(target.id),
+            target.address,
+            target.name or "",
+            _state(target.state),
+            seconds(target.interval_ms),
+            seen,
+            rtt,
+        )
+    console.print(table)
+    console.print(f"{len(targets)} target(s)")
+
+
+@target_app.command("show")
+def show(target_id: int = typer.Argument(..., metavar="ID")) -> None:
+    """One target in full."""
+    _show(_call(lambda s: s.targets.get(target_id)), f"target {target_id}")
+
+
+def _transition(action: str, target_id: int) -> None:
+    target = _call(lambda s: s.targets.transition(target_id, action))
+    console.print(f"target {target.id} ({target.address}) is {_state(target.state)}")
+
+
+@target_app.command("pause")
+def pause(target_id: int = typer.Argument(..., metavar="ID")) -> None:
+    """Stop pinging for now; resume picks up again."""
+    _transition("pause", target_id)
+
+
+@target_app.command("resume")
+def resume(target_id: int = typer.Argument(..., metavar="ID")) -> None:
+    """Ping a paused target again."""
+    _transition("resume", target_id)
+
+
+@target_app.command("stop")
+def stop(target_id: int = typer.Argument(..., metavar="ID")) -> None:
+    """End tracking for good; the history is kept."""
+    _transition("stop", target_id)
+
+
+@target_app.command("delete")
+def delete(
+    target_id: int = typer.Argument(..., metavar="ID"),
+    purge: bool = typer.Option(False, "--purge", help="also delete every ping of it"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
+) -> None:
+    """Delete a target (its history stays unless --purge)."""
+    what = "and ALL its pings " if purge else ""
+    if not yes and not typer.confirm(f"delete target {target_id} {what}?"):
+        _fail("nothing deleted", 1)
+    if purge:
+        purged = _call(lambda s: s.targets.purge(target_id))
+        pings_deleted = purged.rows_deleted.get("pings", 0)
+        console.print(f"target {purged.id} purged with {pings_deleted} raw ping(s)")
+    else:
+        _transition("delete", target_id)
+
+
+def pings_command(
+    target_id: int = typer.Argument(..., metavar="ID"),
+    since: str | None = typer.Option(None, "--since", help="e.g. 10m, 1h, 2d (default 1h)"),
+    start: str | None = typer.Option(None, "--from", help="ISO 8601 start"),
+    end: str | None = typer.Option(None, "--to", help="ISO 8601 end (default now)"),
+    limit: int = typer.Option(50, "--limit", min=1, max=pings.MAX_LIMIT, help="newest N"),
+    csv: bool = typer.Option(False, "--csv", help="the whole range as CSV on stdout"),
+) -> None:
+    """Raw pings of a target: the newest --limit of the range, or all of it with --csv."""
+    try:
+        if since is not None and start is not None:
+            raise InvalidInput("give --since or --from, not both")
+        lo = parse_time(start, "--from") if start else None
+        hi = parse_time(end, "--to") if end else None
+        if lo is None:
+            lo = (hi or datetime.now(UTC)) - parse_duration(since or "1h")
+        lo, hi = pings.time_range(lo, hi)
+    except InvalidInput as exc:
+        _fail(str(exc), 2)
+    if csv:
+        _call(lambda s: _write_csv(s.pool, target_id, lo, hi))
+        return
+    rows = _call(lambda s: pings.latest(s.pool, target_id, lo, hi, limit=limit))
+    table = Table("ts (UTC)", "rtt ms", "lost", "hops", "ttl")
+    for p in rows:
+        table.add_row(
+            pings.iso(p.ts),
+            "" if p.rtt_ms is None else f"{p.rtt_ms:.3f}",
+            "[red]lost[/]" if p.lost else "",
+            "" if p.hops is None else str(p.hops),
+            "" if p.ttl is None else str(p.ttl),
+        )
+    console.print(table)
+    console.print(f"{len(rows)} ping(s) from {pings.iso(lo)} to {pings.iso(hi)}")
+
+
+async def _write_csv(pool: asyncpg.Pool, target_id: int, lo: datetime, hi: datetime) -> None:
+    async with pool.acquire() as conn:
+        await pings.ensure_target(conn, target_id)
+        async for chunk in pings.stream_csv(conn, target_id, lo, hi, None):
+            sys.stdout.write(chunk)
+    sys.stdout.flush()
