@@ -1,0 +1,102 @@
+"""The prober service: `run(settings, stop)` pings until `stop` is set, then shuts down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+
+import asyncpg
+
+from shared.broker import BrokerLink
+from shared.constants import Topology
+from shared.db import TRANSIENT_DB_ERRORS, create_pool
+from shared.errors import PingtrackError
+from shared.settings import MAX_TIMEOUT_S, Settings
+
+from .commands import TargetFeed
+from .engine import Pinger
+from .publisher import Publisher
+from .scheduler import Scheduler
+from .shards import Ownership
+
+log = logging.getLogger(__name__)
+
+# How long shutdown may spend publishing what is buffered.
+FLUSH_TIMEOUT_S = 10.0
+
+
+def prober_id_for(settings: Settings) -> str:
+    return settings.prober_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    prober_id = prober_id_for(settings)
+    topology = Topology(settings.amqp_prefix)
+    publish_link = BrokerLink(settings.amqp_url, publisher_confirms=True)
+    command_link = BrokerLink(settings.amqp_url, publisher_confirms=False, prefetch=256)
+    publisher = Publisher(publish_link, topology, settings, prober_id)
+    pinger = Pinger(publisher.add, mode=settings.icmp_mode)
+    pinger.open()  # raises IcmpUnavailable (a PingtrackError) when ICMP is not permitted
+    try:
+        try:
+            pool = await create_pool(settings, min_size=1, max_size=2)
+        except TRANSIENT_DB_ERRORS as exc:
+            raise PingtrackError(f"cannot reach PostgreSQL: {exc!r}") from exc
+        except asyncpg.PostgresError as exc:
+            raise PingtrackError(f"PostgreSQL refused the connection: {exc}") from exc
+        try:
+            ownership = Ownership()
+            scheduler = Scheduler(pinger, ownership.owns)
+            feed = TargetFeed(command_link, topology, pool, scheduler, ownership)
+            log.info("prober started", extra={"prober_id": prober_id, "modes": pinger.modes})
+            await _serve(settings, stop, pinger, scheduler, feed, publisher)
+        finally:
+            await pool.close()
+    finally:
+        pinger.close()
+        await command_link.close()
+        await publish_link.close()
+    log.info(
+        "prober stopped",
+        extra={
+            "prober_id": prober_id,
+            "pings_sent": pinger.sent.total(),
+            "results": pinger.emitted.total(),
+            "lost": pinger.stats.lost,
+            "missed_slots": scheduler.missed.total(),
+            "published_results": publisher.published_results,
+            "dropped_results": publisher.dropped_results,
+            "unpublished_results": publisher.buffered,
+            "malformed_commands": feed.malformed,
+        },
+    )
+
+
+async def _serve(
+    settings: Settings,
+    stop: asyncio.Event,
+    pinger: Pinger,
+    scheduler: Scheduler,
+    feed: TargetFeed,
+    publisher: Publisher,
+) -> None:
+    async with asyncio.TaskGroup() as group:
+        reaper = group.create_task(pinger.run(), name="icmp-timeouts")
+        sender = group.create_task(scheduler.run(), name="schedule")
+        publishing = group.create_task(publisher.run(), name="publish")
+        following = group.create_task(feed.follow(), name="commands")
+        reconciling = group.create_task(
+            feed.reconcile_forever(settings.reconcile_interval_s), name="reconcile"
+        )
+        await stop.wait()
+        # Stop sending, let the pings in flight answer or time out, then flush.
+        scheduler.stop()
+        following.cancel()
+        reconciling.cancel()
+        await sender
+        await pinger.drain(MAX_TIMEOUT_S + 1.0)
+        reaper.cancel()
+        publishing.cancel()
+        await asyncio.shield(publisher.close(FLUSH_TIMEOUT_S))

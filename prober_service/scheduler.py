@@ -1,0 +1,154 @@
+"""Which targets are pinged and when: follows target specs, sends what is due."""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from shared.codec import TargetSpec
+
+from .schedule import advance, first_slot_at_or_after, phase_us
+from .waker import Waker
+
+log = logging.getLogger(__name__)
+
+# Sleep at most this long, so a stepped wall clock is noticed soon.
+_MAX_SLEEP_S = 1.0
+# A change of the wall-minus-monotonic offset beyond this is a clock step.
+_CLOCK_STEP_NS = 100_000_000
+
+
+class Sender(Protocol):
+    def send(self, target_id: int, address: str, ipv6: bool, timeout_ns: int) -> None: ...
+
+
+def is_newer(spec: TargetSpec, held_rev: int | None) -> bool:
+    """Changes apply in `rev` order; an older or repeated one is stale."""
+    return held_rev is None or spec.rev > held_rev
+
+
+@dataclass(slots=True)
+class _Entry:
+    spec: TargetSpec
+    address: str
+    ipv6: bool
+    interval_us: int
+    phase: int
+    due_us: int
+    generation: int
+
+
+class Scheduler:
+    """Holds the targets this prober pings and sends each ping at its slot."""
+
+    def __init__(self, sender: Sender, owns: Callable[[int], bool] = lambda _: True) -> None:
+        self._sender = sender
+        self._owns = owns
+        self._revs: dict[int, int] = {}  # latest rev seen per target, scheduled or not
+        self._entries: dict[int, _Entry] = {}
+        self._heap: list[tuple[int, int, int]] = []  # (due µs, target id, generation)
+        self._generation = 0
+        self._waker = Waker()
+        self._stopped = False
+        self.missed: Counter[int] = Counter()
+
+    @property
+    def scheduled(self) -> dict[int, TargetSpec]:
+        return {tid: entry.spec for tid, entry in self._entries.items()}
+
+    def apply(self, spec: TargetSpec) -> bool:
+        """Take a target's new spec; False if it is stale (an older rev than held)."""
+        if not is_newer(spec, self._revs.get(spec.id)):
+            log.debug("stale target spec ignored", extra={"target_id": spec.id, "rev": spec.rev})
+            return False
+        self._revs[spec.id] = spec.rev
+        if spec.active and self._owns(spec.id):
+            self._schedule(spec)
+        else:
+            self._entries.pop(spec.id, None)
+        return True
+
+    def reconcile(self, specs: Iterable[TargetSpec], asked: Iterable[int]) -> None:
+        """Apply the database's view; a target asked about but absent no longer exists."""
+        seen = set()
+        for spec in specs:
+            seen.add(spec.id)
+            self.apply(spec)
+        for target_id in set(asked) - seen:
+            if self._entries.pop(target_id, None) is not None:
+                log.info("target vanished from the database", extra={"target_id": target_id})
+
+    def _schedule(self, spec: TargetSpec) -> None:
+        try:
+            parsed = ipaddress.ip_address(spec.address)
+        except ValueError:
+            log.warning("target with an invalid address ignored", extra={"target_id": spec.id})
+            self._entries.pop(spec.id, None)
+            return
+        interval_us = spec.interval_ms * 1000
+        phase = phase_us(spec.id, interval_us)
+        old = self._entries.get(spec.id)
+        if old is not None and old.interval_us == interval_us and old.address == str(parsed):
+            old.spec = spec  # same grid: keep the next slot (a timeout change needs no more)
+            return
+        # New grid: it takes effect at its next slot.
+        self._generation += 1
+        due = first_slot_at_or_after(time.time_ns() // 1000, interval_us, phase)
+        entry = _Entry(spec, str(parsed), parsed.version == 6, interval_us, phase, due, 0)
+        entry.generation = self._generation
+        self._entries[spec.id] = entry
+        if not self._heap or due < self._heap[0][0]:
+            self._waker.wake()
+        heapq.heappush(self._heap, (due, spec.id, entry.generation))
+
+    def _reanchor(self, now_us: int) -> None:
+        """After a wall clock step, put every target back on its grid from now."""
+        self._heap = []
+        for entry in self._entries.values():
+            entry.due_us = first_slot_at_or_after(now_us, entry.interval_us, entry.phase)
+            self._heap.append((entry.due_us, entry.spec.id, entry.generation))
+        heapq.heapify(self._heap)
+
+    def tick(self, now_us: int) -> None:
+        """Send every ping due at `now_us`."""
+        heap = self._heap
+        while heap and heap[0][0] <= now_us:
+            due, target_id, generation = heapq.heappop(heap)
+            entry = self._entries.get(target_id)
+            if entry is None or entry.generation != generation:
+                continue  # unscheduled or moved to a new grid since
+            step = advance(due, now_us, entry.interval_us, entry.phase)
+            if step.missed:
+                self.missed[target_id] += step.missed
+            if step.send:
+                self._sender.send(
+                    target_id, entry.address, entry.ipv6, entry.spec.timeout_ms * 1_000_000
+                )
+            entry.due_us = step.next_us
+            heapq.heappush(heap, (step.next_us, target_id, generation))
+
+    def stop(self) -> None:
+        """Send nothing more; `run` returns."""
+        self._stopped = True
+        self._waker.wake()
+
+    async def run(self) -> None:
+        offset = time.time_ns() - time.monotonic_ns()
+        while not self._stopped:
+            wall = time.time_ns()
+            new_offset = wall - time.monotonic_ns()
+            if abs(new_offset - offset) > _CLOCK_STEP_NS:
+                log.warning("wall clock stepped; re-anchoring the schedule")
+                self._reanchor(wall // 1000)
+            offset = new_offset
+            self.tick(wall // 1000)
+            delay = _MAX_SLEEP_S
+            if self._heap:
+                delay = min(delay, (self._heap[0][0] - time.time_ns() // 1000) / 1e6)
+            await self._waker.sleep(delay)
