@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -24,8 +25,29 @@ class _Server(uvicorn.Server):
         yield
 
 
+def _listen(host: str, ports: list[int]) -> list[socket.socket]:
+    """Bind every port up front so a clash is reported before anything starts."""
+    bound: list[socket.socket] = []
+    try:
+        for port in dict.fromkeys(ports):
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(1024)
+            sock.setblocking(False)
+    except OSError as exc:
+        for sock in bound:
+            sock.close()
+        raise ConfigError(f"the API cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return bound
+
+
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     app = create_app(settings)
+    ports = [settings.api_port] + ([settings.web_port] if settings.web_port else [])
+    sockets = _listen(settings.api_host, ports)
     config = uvicorn.Config(
         app,
         host=settings.api_host,
@@ -45,7 +67,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     try:
         # Run in this task, not a new one: uvicorn raises SystemExit on a failed
         # start, which a task would pass straight to the event loop.
-        await server.serve()
+        await server.serve(sockets=sockets)
     except SystemExit as exc:
         error: PingtrackError | None = app.state.startup_error
         raise error or ConfigError(
@@ -59,6 +81,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             await asyncio.shield(server.shutdown())
         raise
     finally:
+        for sock in sockets:
+            sock.close()
         watcher.cancel()
         await asyncio.wait({watcher})
     log.info("api stopped")

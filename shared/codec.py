@@ -65,7 +65,7 @@ class ResultBatch:
 
 
 def encode_batch(batch: ResultBatch) -> bytes:
-    return msgpack.packb(
+    body: bytes = msgpack.packb(
         {
             "v": MESSAGE_VERSION,
             "id": batch.batch_id,
@@ -78,6 +78,7 @@ def encode_batch(batch: ResultBatch) -> bytes:
         },
         use_bin_type=True,
     )
+    return body
 
 
 def _unpack(body: bytes, max_bytes: int) -> dict[str, Any]:
@@ -95,7 +96,9 @@ def _unpack(body: bytes, max_bytes: int) -> dict[str, Any]:
     return data
 
 
-def _int_column(data: dict[str, Any], key: str, n: int, nullable: bool, lo: int, hi: int) -> list:
+def _int_column(
+    data: dict[str, Any], key: str, n: int, nullable: bool, lo: int, hi: int
+) -> list[Any]:
     column = data.get(key)
     if not isinstance(column, list) or len(column) != n:
         raise MalformedMessage(f"column {key!r} missing or not of length {n}")
@@ -139,7 +142,7 @@ def decode_batch(body: bytes, max_bytes: int = MAX_RESULTS_MESSAGE_BYTES) -> Res
 
 
 def encode_command(spec: TargetSpec) -> bytes:
-    return msgpack.packb(
+    body: bytes = msgpack.packb(
         {
             "v": MESSAGE_VERSION,
             "target": {
@@ -153,6 +156,7 @@ def encode_command(spec: TargetSpec) -> bytes:
         },
         use_bin_type=True,
     )
+    return body
 
 
 def decode_command(body: bytes) -> TargetSpec:

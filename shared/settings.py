@@ -27,6 +27,8 @@ class Settings(BaseSettings):
 
     api_host: str = "0.0.0.0"
     api_port: int = Field(6666, ge=1, le=65535)
+    # Browsers refuse 6666 (an IRC port): the same app is also served here. 0: off.
+    web_port: int = Field(8666, ge=0, le=65535)
     admin_token: SecretStr | None = None
     read_token: SecretStr | None = None
 

@@ -84,6 +84,7 @@ def settings(database_url: str, amqp_prefix: str) -> Settings:
         amqp_url=AMQP_URL,
         amqp_prefix=amqp_prefix,
         admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
+        web_port=0,  # tests run side by side; each picks its own ports
         batch_max_delay_s=0.2,
         reconcile_interval_s=5.0,
         log_level="WARNING",

@@ -45,6 +45,22 @@ async def test_run_serves_until_stop_and_leaves_signal_handlers_alone(
     assert served.result() is None
 
 
+async def test_the_api_is_also_served_on_the_browser_safe_port(settings: Settings) -> None:
+    api_port, web_port = free_port(), free_port()
+    stop = asyncio.Event()
+    update = {"api_host": "127.0.0.1", "api_port": api_port, "web_port": web_port}
+    served = asyncio.create_task(run(settings.model_copy(update=update), stop))
+    try:
+        for port in (api_port, web_port):
+            response = await _health_when_up(port)
+            assert response.json()["checks"]["database"] == "ok"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}") as client:
+            assert (await client.get("/openapi.json")).json()["info"]["title"]
+    finally:
+        stop.set()
+        await asyncio.wait_for(served, 10)
+
+
 async def test_a_cancelled_run_still_shuts_down_and_frees_the_port(settings: Settings) -> None:
     port = free_port()
     served = asyncio.create_task(
@@ -83,5 +99,5 @@ async def test_a_port_in_use_fails_start_up_with_a_clear_error(settings: Setting
         taken.listen()
         port = taken.getsockname()[1]
         busy = settings.model_copy(update={"api_host": "127.0.0.1", "api_port": port})
-        with pytest.raises(ConfigError, match=f"could not start on 127.0.0.1:{port}"):
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
             await asyncio.wait_for(run(busy, asyncio.Event()), 10)

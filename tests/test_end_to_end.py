@@ -153,6 +153,7 @@ def start_stack(database_url: str, prefix: str, port: int, log: Path) -> Service
             "PINGTRACK_AMQP_PREFIX": prefix,
             "PINGTRACK_API_HOST": "127.0.0.1",
             "PINGTRACK_API_PORT": str(port),
+            "PINGTRACK_WEB_PORT": "0",
             "PINGTRACK_ADMIN_TOKEN": ADMIN_TOKEN,
             "PINGTRACK_BATCH_MAX_DELAY_S": "0.2",
         },
