@@ -1,0 +1,103 @@
+"""The contraction ladder as configured in the database, and its pg_cron schedule.
+
+The jobs themselves live in SQL (migrations 0003-0005); this module reads the
+configuration for Python callers and registers the jobs with pg_cron. pg_cron
+lives in one database (`cron.database_name`) and runs each job in the database
+it names, so one cron database serves any number of pingtrack databases.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from fractions import Fraction
+
+import asyncpg
+
+from shared.segments import Tolerance
+
+log = logging.getLogger(__name__)
+
+# One round of every job (partitions, rollups, packing, retention).
+ROUND_SQL = "CALL ladder_run()"
+EVERY_MINUTE = "* * * * *"
+
+
+@dataclass(frozen=True)
+class Level:
+    level: int
+    abs_tolerance_us: int
+    rel_tolerance: Fraction
+    max_span: timedelta
+    retention: timedelta
+
+    def tolerance(self) -> Tolerance:
+        return Tolerance(
+            abs_us=self.abs_tolerance_us,
+            rel=self.rel_tolerance,
+            span_us=self.max_span // timedelta(microseconds=1),
+        )
+
+
+async def load_levels(conn: asyncpg.Connection) -> list[Level]:
+    rows = await conn.fetch(
+        "SELECT level, abs_tolerance_us, rel_tolerance::text AS rel, max_span, retention"
+        " FROM ladder_levels ORDER BY level"
+    )
+    return [
+        Level(
+            level=r["level"],
+            abs_tolerance_us=r["abs_tolerance_us"],
+            rel_tolerance=Fraction(r["rel"]),
+            max_span=r["max_span"],
+            retention=r["retention"],
+        )
+        for r in rows
+    ]
+
+
+def cron_job_name(database: str) -> str:
+    return f"pingtrack-ladder-{database}"
+
+
+async def cron_unavailable_reason(conn: asyncpg.Connection) -> str | None:
+    """Why pg_cron cannot be used through this connection, or None when it can."""
+    preload = await conn.fetchval("SHOW shared_preload_libraries")
+    if "pg_cron" not in (preload or ""):
+        return f"pg_cron is not in shared_preload_libraries ({preload!r})"
+    cron_db = await conn.fetchval("SELECT current_setting('cron.database_name', true)")
+    here = await conn.fetchval("SELECT current_database()")
+    if cron_db != here:
+        return f"pg_cron lives in database {cron_db!r}, this connection is to {here!r}"
+    return None
+
+
+async def schedule_ladder(
+    cron_conn: asyncpg.Connection, database: str, schedule: str = EVERY_MINUTE
+) -> int:
+    """Register (or update) the ladder round for `database`; returns the pg_cron job id.
+
+    `cron_conn` is connected to the database named by cron.database_name.
+    """
+    await cron_conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+    job_id: int = await cron_conn.fetchval(
+        "SELECT cron.schedule_in_database($1, $2, $3, $4)",
+        cron_job_name(database),
+        schedule,
+        ROUND_SQL,
+        database,
+    )
+    log.info("scheduled ladder jobs", extra={"database": database, "cron_job": job_id})
+    return job_id
+
+
+async def unschedule_ladder(cron_conn: asyncpg.Connection, database: str) -> bool:
+    """Remove the ladder round of `database`; False when none was scheduled."""
+    exists = await cron_conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM cron.job WHERE jobname = $1)", cron_job_name(database)
+    )
+    if not exists:
+        return False
+    await cron_conn.execute("SELECT cron.unschedule($1::name)", cron_job_name(database))
+    return True
