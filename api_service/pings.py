@@ -1,7 +1,8 @@
 """Raw pings of one target: keyset pages, the newest few, and a CSV stream.
 
-Pages are ordered by `ts`; (target_id, ts) is the primary key, so `ts` alone
-is a stable keyset within one target and the cursor is just the last `ts`.
+Pages are ordered by `ts`; (target_id, ts) is unique in either form (rows or
+packed blocks), so `ts` alone is a stable keyset within one target and the
+cursor is just the last `ts`.
 """
 
 from __future__ import annotations
@@ -102,7 +103,72 @@ def _ping(row: asyncpg.Record) -> Ping:
     return Ping(row["ts"], row["rtt_us"], row["hops"], row["ttl"])
 
 
-_RANGE = "FROM pings WHERE target_id = $1 AND ts >= $2 AND ts < $3 AND ts > $4"
+# Every read goes through raw_pings() (migration 0004), so pings already
+# packed by the ladder are served exactly like fresh rows. It unpacks whole
+# hour blocks, so reads walk the range in windows instead of asking for all of it.
+_RAW = "SELECT ts, rtt_us, hops, ttl FROM raw_pings($1, $2, $3)"
+_FIRST_WINDOW = timedelta(hours=1)
+_CSV_WINDOW = timedelta(days=1)
+_BOUNDS = """
+    SELECT min(lo), max(hi) FROM (
+        SELECT min(ts) AS lo, max(ts) AS hi FROM pings
+        WHERE target_id = $1 AND ts >= $2 AND ts < $3
+        UNION ALL
+        SELECT min(first_ts), max(block_start) + interval '1 hour' FROM pings_packed
+        WHERE target_id = $1 AND block_start < $3
+          AND block_start >= date_bin(interval '1 hour', $2, timestamptz '2000-01-01 00:00:00+00')
+    ) b"""
+_US = timedelta(microseconds=1)
+
+
+async def _bounds(
+    conn: asyncpg.Connection, target_id: int, lo: datetime, hi: datetime
+) -> tuple[datetime, datetime] | None:
+    """[lo, hi) narrowed to where this target has pings (either form), None if nowhere."""
+    first, last = await conn.fetchrow(_BOUNDS, target_id, lo, hi)
+    if first is None:
+        return None
+    return max(lo, first), min(hi, last + _US)
+
+
+async def _forward(
+    conn: asyncpg.Connection, target_id: int, lo: datetime, hi: datetime, limit: int
+) -> list[asyncpg.Record]:
+    """The first `limit` pings of [lo, hi), in windows that double from an hour."""
+    bounds = await _bounds(conn, target_id, lo, hi)
+    rows: list[asyncpg.Record] = []
+    if bounds is None:
+        return rows
+    start, hi = bounds
+    width = _FIRST_WINDOW
+    while start < hi and len(rows) < limit:
+        end = min(hi, start + width)
+        rows += await conn.fetch(f"{_RAW} LIMIT $4", target_id, start, end, limit - len(rows))
+        start, width = end, width * 2
+    return rows
+
+
+async def _backward(
+    conn: asyncpg.Connection, target_id: int, lo: datetime, hi: datetime, limit: int
+) -> list[asyncpg.Record]:
+    """The last `limit` pings of [lo, hi), newest first."""
+    bounds = await _bounds(conn, target_id, lo, hi)
+    rows: list[asyncpg.Record] = []
+    if bounds is None:
+        return rows
+    lo, end = bounds
+    width = _FIRST_WINDOW
+    while lo < end and len(rows) < limit:
+        start = max(lo, end - width)
+        rows += await conn.fetch(
+            f"SELECT * FROM ({_RAW}) r ORDER BY ts DESC LIMIT $4",
+            target_id,
+            start,
+            end,
+            limit - len(rows),
+        )
+        end, width = start, width * 2
+    return rows
 
 
 async def ensure_target(conn: asyncpg.Connection, target_id: int) -> None:
@@ -126,14 +192,7 @@ async def page(
     after = _BEFORE_ALL if cursor is None else decode_cursor(cursor, target_id)
     async with pool.acquire() as conn:
         await ensure_target(conn, target_id)
-        rows = await conn.fetch(
-            f"SELECT ts, rtt_us, hops, ttl {_RANGE} ORDER BY ts LIMIT $5",
-            target_id,
-            lo,
-            hi,
-            after,
-            limit + 1,
-        )
+        rows = await _forward(conn, target_id, max(lo, after + _US), hi, limit + 1)
     items = [_ping(row) for row in rows[:limit]]
     more = len(rows) > limit
     return Page(items, encode_cursor(target_id, items[-1].ts) if more else None)
@@ -151,14 +210,7 @@ async def latest(
     lo, hi = time_range(start, end)
     async with pool.acquire() as conn:
         await ensure_target(conn, target_id)
-        rows = await conn.fetch(
-            f"SELECT ts, rtt_us, hops, ttl {_RANGE} ORDER BY ts DESC LIMIT $5",
-            target_id,
-            lo,
-            hi,
-            _BEFORE_ALL,
-            limit,
-        )
+        rows = await _backward(conn, target_id, lo, hi, limit)
     return [_ping(row) for row in reversed(rows)]
 
 
@@ -170,13 +222,12 @@ async def stream_csv(
     The caller owns `conn` and has checked the target exists.
     """
     yield CSV_HEADER
-    async with conn.transaction(readonly=True):
-        cur = await conn.cursor(
-            f"SELECT ts, rtt_us, hops, ttl {_RANGE} ORDER BY ts",
-            target_id,
-            lo,
-            hi,
-            _BEFORE_ALL if after is None else after,
-        )
-        while rows := await cur.fetch(_CSV_CHUNK_ROWS):
-            yield "".join(csv_line(_ping(row)) for row in rows)
+    async with conn.transaction(readonly=True, isolation="repeatable_read"):
+        bounds = await _bounds(conn, target_id, lo if after is None else max(lo, after + _US), hi)
+        start, hi = bounds if bounds is not None else (hi, hi)
+        while start < hi:
+            end = min(hi, start + _CSV_WINDOW)
+            cur = await conn.cursor(_RAW, target_id, start, end)
+            while rows := await cur.fetch(_CSV_CHUNK_ROWS):
+                yield "".join(csv_line(_ping(row)) for row in rows)
+            start = end

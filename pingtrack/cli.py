@@ -9,8 +9,10 @@ import asyncpg
 import typer
 from rich.console import Console
 
+from pingtrack.cli_storage import storage_command
 from pingtrack.cli_targets import pings_command, target_app
 from shared.errors import PingtrackError
+from shared.ladder import schedule_ladder_for
 from shared.logs import setup_logging
 from shared.migrate import create_database_if_missing, migrate
 from shared.settings import Settings, load_settings
@@ -18,6 +20,7 @@ from shared.settings import Settings, load_settings
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ping monitoring.")
 app.add_typer(target_app, name="target")
 app.command("pings")(pings_command)
+app.command("storage")(storage_command)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -41,9 +44,15 @@ async def run_migrations(settings: Settings) -> list[str]:
     await create_database_if_missing(settings.database_url)
     conn = await asyncpg.connect(settings.database_url)
     try:
-        return await migrate(conn, settings.migrations_dir, settings.partition_days_ahead)
+        applied = await migrate(conn, settings.migrations_dir, settings.partition_days_ahead)
     finally:
         await conn.close()
+    cron = await schedule_ladder_for(settings.database_url)
+    if cron.warning is not None:
+        err_console.print(f"[yellow]warning:[/yellow] {cron.warning}")
+    else:
+        console.print(f"ladder scheduled with pg_cron (job {cron.job_id} in {cron.cron_database})")
+    return applied
 
 
 @app.command("migrate")

@@ -115,6 +115,8 @@ def _int_column(
 _TS_MIN = 946_684_800_000_000  # 2000-01-01
 _TS_MAX = 4_102_444_800_000_000  # 2100-01-01
 _INT64 = 2**63 - 1
+# pings.rtt_us is a PostgreSQL integer: a larger RTT could be decoded but never stored.
+MAX_RTT_US = 2_147_483_647
 
 
 def decode_batch(body: bytes, max_bytes: int = MAX_RESULTS_MESSAGE_BYTES) -> ResultBatch:
@@ -135,7 +137,7 @@ def decode_batch(body: bytes, max_bytes: int = MAX_RESULTS_MESSAGE_BYTES) -> Res
         prober=prober,
         target_ids=_int_column(data, "t", n, False, 1, _INT64),
         ts=_int_column(data, "ts", n, False, _TS_MIN, _TS_MAX),
-        rtt=_int_column(data, "rtt", n, True, 0, 3_600_000_000),
+        rtt=_int_column(data, "rtt", n, True, 0, MAX_RTT_US),
         ttl=_int_column(data, "ttl", n, True, 0, 255),
         hops=_int_column(data, "hops", n, True, 0, 255),
     )

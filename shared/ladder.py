@@ -1,6 +1,6 @@
 """The contraction ladder as configured in the database, and its pg_cron schedule.
 
-The jobs themselves live in SQL (migrations 0003-0005); this module reads the
+The jobs themselves live in SQL (migrations 0003-0007); this module reads the
 configuration for Python callers and registers the jobs with pg_cron. pg_cron
 lives in one database (`cron.database_name`) and runs each job in the database
 it names, so one cron database serves any number of pingtrack databases.
@@ -15,6 +15,7 @@ from fractions import Fraction
 
 import asyncpg
 
+from shared.migrate import dsn_for_database
 from shared.segments import Tolerance
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,63 @@ async def cron_unavailable_reason(conn: asyncpg.Connection) -> str | None:
     if cron_db != here:
         return f"pg_cron lives in database {cron_db!r}, this connection is to {here!r}"
     return None
+
+
+def enable_cron_hint(database: str) -> str:
+    return (
+        "rollups, packing and retention are NOT scheduled. To enable them: install"
+        " postgresql-15-cron, set shared_preload_libraries = 'pg_cron' and"
+        f" cron.database_name = '{database}' (or any database) in postgresql.conf, restart"
+        " PostgreSQL and run `pingtrack migrate` again; meanwhile run `CALL ladder_run()`"
+        f" in database {database!r} every minute by other means"
+    )
+
+
+@dataclass(frozen=True)
+class CronSchedule:
+    """What scheduling found: a job id, or why there is none (`warning`)."""
+
+    database: str
+    cron_database: str | None
+    job_id: int | None
+    warning: str | None
+
+
+async def schedule_ladder_for(dsn: str) -> CronSchedule:
+    """Schedule the ladder round of the database `dsn` names, in pg_cron's database.
+
+    Never raises for a missing or misconfigured pg_cron: the round is then not
+    scheduled and `warning` says why and how to enable it.
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        database: str = await conn.fetchval("SELECT current_database()")
+        preload = await conn.fetchval("SHOW shared_preload_libraries")
+        cron_db: str | None = await conn.fetchval(
+            "SELECT current_setting('cron.database_name', true)"
+        )
+    finally:
+        await conn.close()
+    if "pg_cron" not in (preload or "") or not cron_db:
+        loaded = f"pg_cron is not loaded (shared_preload_libraries = {preload!r})"
+        return _unscheduled(database, cron_db, loaded)
+    cron_conn = await asyncpg.connect(dsn_for_database(dsn, cron_db))
+    try:
+        refused = await cron_unavailable_reason(cron_conn)
+        if refused is not None:
+            return _unscheduled(database, cron_db, refused)
+        job_id = await schedule_ladder(cron_conn, database)
+    except asyncpg.PostgresError as exc:
+        return _unscheduled(database, cron_db, f"pg_cron refused the job: {exc}")
+    finally:
+        await cron_conn.close()
+    return CronSchedule(database, cron_db, job_id, None)
+
+
+def _unscheduled(database: str, cron_db: str | None, reason: str) -> CronSchedule:
+    warning = f"{reason}; {enable_cron_hint(database)}"
+    log.warning("ladder not scheduled", extra={"database": database, "reason": reason})
+    return CronSchedule(database, cron_db, None, warning)
 
 
 async def schedule_ladder(

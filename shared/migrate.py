@@ -82,6 +82,11 @@ async def migrate(conn: asyncpg.Connection, directory: Path, days_ahead: int = 7
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
 
 
+def dsn_for_database(dsn: str, database: str) -> str:
+    """The same DSN (host, user, options) pointing at another database."""
+    return _with_database(dsn, database)[0]
+
+
 def _with_database(dsn: str, database: str) -> tuple[str, str]:
     """Split a DSN into (same DSN pointing at `database`, its own database name)."""
     parts = urlsplit(dsn)

@@ -9,6 +9,10 @@ maximum span, whose RTT envelope fits the level's tolerance:
 
 where count and sum are those of the segment including the candidate, so
 `envelope * count <= rel * sum` is `envelope <= rel * mean` without division.
+A segment never spans a gap: the candidate's first ping must follow the run's
+last ping within `max_gap_us` (max(gap_floor, gap_factor x the target's
+interval), see `max_gap_us`), so a pause or a monitoring outage stays a hole
+at every level.
 Runs are grown greedily from the left. Level L+1 applies the same rule to the
 segments of level L (each taken whole). The SQL in migrations/ computes exactly
 this; any change here must be made there too.
@@ -23,6 +27,18 @@ from fractions import Fraction
 # date_bin origin used by the SQL: blocks are aligned to 2000-01-01T00:00:00Z.
 ORIGIN_US = 946_684_800_000_000
 HOUR_US = 3_600_000_000
+# ladder_settings defaults (migration 0006): a gap longer than
+# max(3 s, 3 x interval) between two pings ends a segment.
+GAP_FLOOR_US = 3_000_000
+GAP_FACTOR = 3
+DEFAULT_MAX_GAP_US = GAP_FLOOR_US  # a target at 1 s, or one the database does not know
+
+
+def max_gap_us(
+    interval_ms: int | None, floor_us: int = GAP_FLOOR_US, factor: int = GAP_FACTOR
+) -> int:
+    """The longest gap a segment may bridge for a target pinged every interval_ms."""
+    return max(floor_us, factor * (interval_ms or 0) * 1000)
 
 
 @dataclass(frozen=True)
@@ -83,7 +99,9 @@ def block_of(ts_us: int, span_us: int) -> int:
     return ts_us - (ts_us - ORIGIN_US) % span_us
 
 
-def _joinable(run: Segment, nxt: Segment, tol: Tolerance) -> bool:
+def _joinable(run: Segment, nxt: Segment, tol: Tolerance, max_gap: int) -> bool:
+    if nxt.start_us - run.end_us > max_gap:
+        return False
     if block_of(run.start_us, tol.span_us) != block_of(nxt.start_us, tol.span_us):
         return False
     if run.is_lost != nxt.is_lost or run.hops != nxt.hops or run.ttl != nxt.ttl:
@@ -116,12 +134,14 @@ def _join(run: Segment, nxt: Segment) -> Segment:
     )
 
 
-def merge_segments(parts: Iterable[Segment], tol: Tolerance) -> list[Segment]:
+def merge_segments(
+    parts: Iterable[Segment], tol: Tolerance, max_gap: int = DEFAULT_MAX_GAP_US
+) -> list[Segment]:
     """Greedy left-to-right merge of time-ordered segments (or single pings)."""
     out: list[Segment] = []
     run: Segment | None = None
     for part in parts:
-        if run is not None and _joinable(run, part, tol):
+        if run is not None and _joinable(run, part, tol, max_gap):
             run = _join(run, part)
             continue
         if run is not None:
@@ -132,16 +152,20 @@ def merge_segments(parts: Iterable[Segment], tol: Tolerance) -> list[Segment]:
     return out
 
 
-def segment_pings(pings: Iterable[Ping], tol: Tolerance) -> list[Segment]:
+def segment_pings(
+    pings: Iterable[Ping], tol: Tolerance, max_gap: int = DEFAULT_MAX_GAP_US
+) -> list[Segment]:
     """Level 1 from raw pings (ordered by time)."""
-    return merge_segments((Segment.of_ping(p) for p in pings), tol)
+    return merge_segments((Segment.of_ping(p) for p in pings), tol, max_gap)
 
 
-def build_ladder(pings: Sequence[Ping], tolerances: Sequence[Tolerance]) -> list[list[Segment]]:
+def build_ladder(
+    pings: Sequence[Ping], tolerances: Sequence[Tolerance], max_gap: int = DEFAULT_MAX_GAP_US
+) -> list[list[Segment]]:
     """Every level in turn: level 1 from the pings, level L+1 from level L."""
     levels: list[list[Segment]] = []
     current = [Segment.of_ping(p) for p in pings]
     for tol in tolerances:
-        current = merge_segments(current, tol)
+        current = merge_segments(current, tol, max_gap)
         levels.append(current)
     return levels

@@ -206,3 +206,51 @@ async def test_a_target_without_pings_has_an_empty_page(client: httpx.AsyncClien
     created = await client.post("/targets", json={"address": unique_address()}, headers=ADMIN)
     response = await client.get(f"/targets/{created.json()['id']}/pings")
     assert response.json() == {"items": [], "next_cursor": None}
+
+
+async def test_packed_pings_are_served_like_rows(
+    client: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    created = await client.post("/targets", json={"address": unique_address()}, headers=ADMIN)
+    target_id: int = created.json()["id"]
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = midnight - timedelta(days=3, minutes=30, microseconds=-17)  # across a midnight
+    rows = [
+        (start + timedelta(seconds=i, microseconds=i * 37 % 900), None if i % 11 == 0 else 900 + i)
+        for i in range(3000)
+    ]
+    records = [
+        (target_id, ts, rtt, None if rtt is None else 60, None if rtt is None else 4)
+        for ts, rtt in rows
+    ]
+    await pool.execute("SELECT ensure_ping_partitions(current_date - 4, current_date)")
+    await pool.copy_records_to_table(
+        "pings",
+        records=records[:2000] + records[2500:],
+        columns=["target_id", "ts", "rtt_us", "ttl", "hops"],
+    )
+    assert await pool.fetchval("SELECT ladder_pack(10)") >= 2500
+    # Late pings land in row form beside the packed blocks of their hour.
+    await pool.copy_records_to_table(
+        "pings", records=records[2000:2500], columns=["target_id", "ts", "rtt_us", "ttl", "hops"]
+    )
+    expected = _expected([(ts, rtt, ttl, hops) for _, ts, rtt, ttl, hops in records])
+
+    items: list[dict] = []
+    params: dict = {"limit": 700}
+    while True:
+        page = (await client.get(f"/targets/{target_id}/pings", params=params)).json()
+        items += page["items"]
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert items == expected
+    window = {"from": _z(rows[1990][0]), "to": _z(rows[2010][0]), "limit": 100}
+    page = (await client.get(f"/targets/{target_id}/pings", params=window)).json()
+    assert page["items"] == expected[1990:2010]
+    response = await client.get(f"/targets/{target_id}/pings", headers={"Accept": "text/csv"})
+    lines = response.text.splitlines()
+    assert [line.split(",")[:3] for line in lines[1:]] == [
+        [e["ts"], "" if e["rtt_ms"] is None else f"{e['rtt_ms']:g}", str(e["lost"]).lower()]
+        for e in expected
+    ]

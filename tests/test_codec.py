@@ -19,7 +19,7 @@ rows = st.lists(
     st.tuples(
         st.integers(1, 2**40),
         st.integers(TS, TS + 10**12),
-        st.none() | st.integers(0, 3_600_000_000),
+        st.none() | st.integers(0, 2_147_483_647),
         st.none() | st.integers(0, 255),
         st.none() | st.integers(0, 255),
     ),

@@ -21,7 +21,7 @@ from shared.ladder import (
     schedule_ladder,
     unschedule_ladder,
 )
-from shared.segments import ORIGIN_US, Ping, Segment, Tolerance, build_ladder
+from shared.segments import ORIGIN_US, Ping, Segment, Tolerance, build_ladder, max_gap_us
 from tests.test_segments import assert_ladder_invariants, series
 
 EPOCH = datetime.fromtimestamp(ORIGIN_US / 1e6, UTC)
@@ -255,7 +255,7 @@ async def test_hourly_percentiles_and_jitter_match_raw(conn: asyncpg.Connection)
 
 async def test_retention_drops_what_expired_and_nothing_else(conn: asyncpg.Connection) -> None:
     target = new_target()
-    ages = (120, 20, 5)  # days: past level 1's 90, past raw's 14, inside everything
+    ages = (120, 45, 20, 5)  # days: past level 2's 90, past level 1's 30, past raw's 14, inside all
     async with conn.transaction():  # roll up old data as if it had been done in time
         await conn.execute("UPDATE ladder_settings SET raw_retention = '1000 days'")
         for age in ages:
@@ -266,19 +266,20 @@ async def test_retention_drops_what_expired_and_nothing_else(conn: asyncpg.Conne
     await conn.fetchval("SELECT ladder_retention()")
     today = datetime.now(UTC).date()
     days = {r["day"] for r in await conn.fetch("SELECT day FROM ladder_ping_partitions()")}
-    assert today - timedelta(days=120) not in days and today - timedelta(days=20) not in days
+    assert not {today - timedelta(days=age) for age in (120, 45, 20)} & days
     assert today - timedelta(days=14) in days and today - timedelta(days=5) in days
     raw_days = {ts_of(p.ts_us).date() for p in await raw_of(conn, target)}
     assert raw_days == {today - timedelta(days=5)}
-    level1 = await segments_of(conn, target, 1)
-    assert {ts_of(s.start_us).date() for s in level1} == {
-        today - timedelta(days=20),
-        today - timedelta(days=5),
+    kept = {  # level: the ages whose segments outlive the level's retention
+        1: {20, 5},
+        2: {45, 20, 5},
+        3: set(ages),
     }
-    level2 = await segments_of(conn, target, 2)
-    assert {ts_of(s.start_us).date() for s in level2} == {
-        today - timedelta(days=age) for age in ages
-    }
+    for level, kept_ages in kept.items():
+        segs = await segments_of(conn, target, level)
+        assert {ts_of(s.start_us).date() for s in segs} == {
+            today - timedelta(days=age) for age in kept_ages
+        }, level
     assert len(await hourly_of(conn, target)) == len(ages)
 
 
@@ -310,6 +311,32 @@ async def test_scheduled_command_runs_the_whole_ladder(
             await conn.fetchval("SELECT count(*) FROM ladder_dirty WHERE target_id = $1", target)
             == 0
         )
-        assert await unschedule_ladder(cron_conn, database)
     finally:
+        assert await unschedule_ladder(cron_conn, database)  # the test database is dropped
         await cron_conn.close()
+
+
+async def test_a_paused_hour_stays_a_hole_at_every_level(
+    conn: asyncpg.Connection, tolerances: list[Tolerance]
+) -> None:
+    # A real target pinged every 10 s: gaps up to 30 s are bridged, longer ones are not.
+    target = await conn.fetchval(
+        "INSERT INTO targets (address, interval_ms, timeout_ms, state)"
+        " VALUES ('127.0.0.1', 10000, 1000, 'stopped') RETURNING id"
+    )
+    start = days_ago_midnight_us(9) + 3_600_000_000
+    before = [Ping(start + i * 10_000_000, 900, 61, 3) for i in range(180)]
+    resumed = before[-1].ts_us + 3_600_000_000  # paused an hour: same RTT and hops after
+    after = [
+        Ping(resumed + i * 10_000_000 + (25_000_000 if i > 5 else 0), 900, 61, 3)
+        for i in range(180)
+    ]  # and a 35 s hiccup after 6 pings
+    pings = before + after
+    await insert(conn, target, pings)
+    await roll_up(conn)
+    got = await ladder_of(conn, target)
+    assert got == build_ladder(pings, tolerances, max_gap=max_gap_us(10_000))
+    assert_ladder_invariants(pings, tolerances, got, max_gap=30_000_000)
+    for level in got:
+        assert not [s for s in level if s.start_us <= before[-1].ts_us and s.end_us >= resumed]
+        assert {before[-1].ts_us, after[5].ts_us} <= {s.end_us for s in level}

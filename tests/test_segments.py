@@ -6,10 +6,12 @@ import itertools
 from collections.abc import Sequence
 from fractions import Fraction
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.segments import (
+    DEFAULT_MAX_GAP_US,
     HOUR_US,
     ORIGIN_US,
     Ping,
@@ -17,14 +19,16 @@ from shared.segments import (
     Tolerance,
     block_of,
     build_ladder,
+    max_gap_us,
     segment_pings,
 )
 
 DAY_US = 24 * HOUR_US
 # The migration's defaults.
 DEFAULT_TOLERANCES = (
-    Tolerance(abs_us=2000, rel=Fraction("0.10"), span_us=HOUR_US),
-    Tolerance(abs_us=10000, rel=Fraction("0.30"), span_us=DAY_US),
+    Tolerance(abs_us=5000, rel=Fraction("0.20"), span_us=HOUR_US),
+    Tolerance(abs_us=15000, rel=Fraction("0.50"), span_us=DAY_US),
+    Tolerance(abs_us=100_000, rel=Fraction("3.00"), span_us=DAY_US),
 )
 # Two minutes before a midnight, so series cross hour and day boundaries.
 NEAR_MIDNIGHT_US = ORIGIN_US + 9000 * DAY_US - 120_000_000
@@ -50,6 +54,13 @@ def test_relative_tolerance_uses_mean_including_candidate() -> None:
     assert len(segment_pings([at(0, 100_000), at(1, 111_000)], tol)) == 2
 
 
+def test_a_spike_splits_level_two_but_only_raises_the_max_at_level_three() -> None:
+    pings = [at(i, 25_000 + (60_000 if i == 30 else 0)) for i in range(60)]
+    _, level2, level3 = build_ladder(pings, DEFAULT_TOLERANCES)
+    assert [s.count for s in level2] == [30, 1, 29]
+    assert [(s.count, s.max_us) for s in level3] == [(60, 85_000)]
+
+
 def test_spike_starts_a_new_segment_and_is_kept_whole() -> None:
     pings = [at(0, 1000), at(1, 1100), at(2, 50_000), at(3, 1000)]
     segs = segment_pings(pings, DEFAULT_TOLERANCES[0])
@@ -71,17 +82,39 @@ def test_loss_run_and_hop_change_are_boundaries() -> None:
 def test_no_segment_crosses_an_aligned_block() -> None:
     start = NEAR_MIDNIGHT_US
     pings = [Ping(start + i * 1_000_000, 1000, 61, 3) for i in range(240)]
-    level1, level2 = build_ladder(pings, DEFAULT_TOLERANCES)
+    level1, level2, level3 = build_ladder(pings, DEFAULT_TOLERANCES)
     assert [s.count for s in level1] == [120, 120]
     assert [s.count for s in level2] == [120, 120]  # midnight is also a day boundary
+    assert [s.count for s in level3] == [120, 120]
     assert block_of(level1[1].start_us, HOUR_US) == level1[1].start_us
 
 
 def test_next_level_merges_segments_a_finer_level_kept_apart() -> None:
-    pings = [at(i, 1000 if i < 5 else 4000) for i in range(10)]
-    level1, level2 = build_ladder(pings, DEFAULT_TOLERANCES)
+    pings = [at(i, 1000 if i < 5 else 7000) for i in range(10)]
+    level1, level2, _ = build_ladder(pings, DEFAULT_TOLERANCES)
     assert [s.count for s in level1] == [5, 5]
-    assert [(s.count, s.min_us, s.max_us) for s in level2] == [(10, 1000, 4000)]
+    assert [(s.count, s.min_us, s.max_us) for s in level2] == [(10, 1000, 7000)]
+
+
+def test_a_paused_hour_is_covered_by_no_segment_at_any_level() -> None:
+    before = [at(i, 1000) for i in range(600)]
+    after = [at(4200 + i, 1000) for i in range(600)]  # an hour's pause, same RTT and hops
+    for level in build_ladder(before + after, DEFAULT_TOLERANCES):
+        assert not [s for s in level if s.start_us <= before[-1].ts_us < after[0].ts_us <= s.end_us]
+        assert before[-1].ts_us in {s.end_us for s in level}
+        assert after[0].ts_us in {s.start_us for s in level}
+
+
+@pytest.mark.parametrize(("gap_s", "segments"), [(2.0, 1), (3.0, 1), (3.000001, 2), (60.0, 2)])
+def test_a_gap_longer_than_the_maximum_ends_a_segment(gap_s: float, segments: int) -> None:
+    pings = [at(0, 1000), at(gap_s, 1000)]
+    assert len(segment_pings(pings, DEFAULT_TOLERANCES[0])) == segments
+
+
+def test_the_maximum_gap_follows_the_interval_above_a_floor() -> None:
+    assert max_gap_us(None) == max_gap_us(100) == max_gap_us(1000) == DEFAULT_MAX_GAP_US
+    assert max_gap_us(60_000) == 180_000_000
+    assert max_gap_us(10_000, floor_us=1_000_000, factor=5) == 50_000_000
 
 
 @st.composite
@@ -114,7 +147,10 @@ def series(draw: st.DrawFn, max_episodes: int = 12) -> list[Ping]:
 
 
 def assert_ladder_invariants(
-    pings: Sequence[Ping], tolerances: Sequence[Tolerance], levels: Sequence[Sequence[Segment]]
+    pings: Sequence[Ping],
+    tolerances: Sequence[Tolerance],
+    levels: Sequence[Sequence[Segment]],
+    max_gap: int = DEFAULT_MAX_GAP_US,
 ) -> None:
     """What every level of segments must satisfy against the raw pings."""
     for tol, segs in zip(tolerances, levels, strict=True):
@@ -140,6 +176,8 @@ def assert_ladder_invariants(
         for prev, cur in itertools.pairwise(pings):
             if (prev.rtt_us is None) != (cur.rtt_us is None) or prev.hops != cur.hops:
                 assert cur.ts_us in starts, "a loss or hop boundary inside a segment"
+            if cur.ts_us - prev.ts_us > max_gap:
+                assert cur.ts_us in starts, "a segment spans a gap"
 
 
 @settings(max_examples=150, deadline=None)
@@ -147,4 +185,4 @@ def assert_ladder_invariants(
 def test_reference_ladder_keeps_every_invariant(pings: list[Ping]) -> None:
     levels = build_ladder(pings, DEFAULT_TOLERANCES)
     assert_ladder_invariants(pings, DEFAULT_TOLERANCES, levels)
-    assert len(levels[1]) <= len(levels[0]) <= len(pings)
+    assert len(levels[2]) <= len(levels[1]) <= len(levels[0]) <= len(pings)

@@ -1,0 +1,309 @@
+"""Storage math: what each tier holds now (measured) and what N targets would need.
+
+Bytes are pg_total_relation_size (heap, TOAST and indexes) summed over a
+tier's partitions. The projection multiplies, tier by tier, the pings (or
+segments, or hours) a tier keeps under the ladder's retentions by the bytes
+each costs, measured from the live data once a tier holds enough of it, else
+the defaults below (measured by bench/ladder_bench.py; docs/contraction.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+
+from shared.errors import InvalidInput
+from shared.settings import MAX_INTERVAL_S, MIN_INTERVAL_S
+
+DAY_S = 86_400
+YEAR_DAYS = 365.25
+MAX_TARGETS = 1_000_000
+MAX_YEARS = 100.0
+# Below this many pings (raw) or rows (segments, hourly) page overhead
+# dominates, so the defaults are used instead of the measurement.
+MIN_MEASURED = 20_000
+# Exact counts up to this many rows per tier; beyond, the planner's estimate.
+EXACT_COUNT_LIMIT = 5_000_000
+
+# bench/ladder_bench.py, 300 targets x 1 h at 1 Hz (BENCHMARKS.md, "Ladder");
+# the hourly figure is from 300 rows, so page overhead makes it generous.
+DEFAULT_BYTES_PER_ROW = {"raw_rows": 84.0, "raw_packed": 3.8, "segment": 143.0, "hourly": 410.0}
+# Segments per ping at each level on the jittery WAN series (25 ms, sigma 1.5 ms,
+# 1 % spikes, 0.1 % loss) under the default ladder: calm targets cost far less,
+# lossy ones more (docs/contraction.md). Levels beyond these get the last one.
+DEFAULT_SEGMENTS_PER_PING = (0.102, 0.0209, 0.0034)
+
+
+@dataclass(frozen=True)
+class TierNow:
+    tier: str
+    rows: int
+    pings: int  # pings the rows stand for
+    bytes: int
+
+    @property
+    def bytes_per_row(self) -> float | None:
+        return self.bytes / self.rows if self.rows else None
+
+    @property
+    def bytes_per_ping(self) -> float | None:
+        return self.bytes / self.pings if self.pings else None
+
+
+@dataclass(frozen=True)
+class LevelConfig:
+    level: int
+    max_span_s: float
+    retention_days: float
+
+
+@dataclass(frozen=True)
+class Ladder:
+    levels: list[LevelConfig]
+    pack_after_days: float
+    raw_retention_days: float
+    hourly_retention_days: float
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One cost used by the projection and where it came from."""
+
+    value: float
+    source: str  # "measured" or "default"
+
+
+@dataclass(frozen=True)
+class Figures:
+    raw_row_bytes_per_ping: Figure
+    packed_bytes_per_ping: Figure
+    segment_bytes: Figure
+    hourly_bytes: Figure
+    segments_per_ping: dict[int, Figure] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TierProjection:
+    tier: str
+    retention_days: float
+    rows: float
+    bytes: float
+
+
+@dataclass(frozen=True)
+class Projection:
+    targets: int
+    interval_s: float
+    years: float
+    tiers: list[TierProjection]
+    total_bytes: float
+    raw_only_bytes: float  # every ping as a row for all the years
+    keep_every_ping_bytes: float  # the ladder, with the packed tier kept all the years
+
+    @property
+    def contraction(self) -> float:
+        return self.raw_only_bytes / self.total_bytes if self.total_bytes else 0.0
+
+
+def check_parameters(targets: int, interval_s: float, years: float) -> None:
+    if not 1 <= targets <= MAX_TARGETS:
+        raise InvalidInput(f"targets must be between 1 and {MAX_TARGETS}, got {targets}")
+    if not MIN_INTERVAL_S <= interval_s <= MAX_INTERVAL_S:
+        raise InvalidInput(
+            f"interval_s must be between {MIN_INTERVAL_S} and {MAX_INTERVAL_S}, got {interval_s}"
+        )
+    if not 0 < years <= MAX_YEARS:
+        raise InvalidInput(f"years must be above 0 and at most {MAX_YEARS}, got {years}")
+
+
+def figures_from(now: list[TierNow], levels: list[LevelConfig]) -> Figures:
+    """The measured costs where a tier holds enough data, the defaults elsewhere."""
+    by = {t.tier: t for t in now}
+
+    def per(amount: int, value: float | None, default: float) -> Figure:
+        if value is not None and amount >= MIN_MEASURED:
+            return Figure(round(value, 3), "measured")
+        return Figure(default, "default")
+
+    raw, packed, hourly = by["raw_rows"], by["raw_packed"], by["hourly"]
+    segs = [by[f"segments_l{lv.level}"] for lv in levels]
+    all_segs = TierNow("segments", sum(s.rows for s in segs), 0, sum(s.bytes for s in segs))
+    density: dict[int, Figure] = {}
+    for i, (lv, seg) in enumerate(zip(levels, segs, strict=True)):
+        default = DEFAULT_SEGMENTS_PER_PING[min(i, len(DEFAULT_SEGMENTS_PER_PING) - 1)]
+        ratio = seg.rows / seg.pings if seg.pings else None
+        density[lv.level] = per(seg.pings, ratio, default)
+    return Figures(
+        raw_row_bytes_per_ping=per(
+            raw.pings, raw.bytes_per_ping, DEFAULT_BYTES_PER_ROW["raw_rows"]
+        ),
+        packed_bytes_per_ping=per(
+            packed.pings, packed.bytes_per_ping, DEFAULT_BYTES_PER_ROW["raw_packed"]
+        ),
+        segment_bytes=per(all_segs.rows, all_segs.bytes_per_row, DEFAULT_BYTES_PER_ROW["segment"]),
+        hourly_bytes=per(hourly.rows, hourly.bytes_per_row, DEFAULT_BYTES_PER_ROW["hourly"]),
+        segments_per_ping=density,
+    )
+
+
+def project(
+    ladder: Ladder, figures: Figures, targets: int, interval_s: float, years: float
+) -> Projection:
+    """Steady-state size of every tier for `targets` pinged every `interval_s` over `years`."""
+    check_parameters(targets, interval_s, years)
+    horizon = years * YEAR_DAYS
+    pings_per_day = targets * DAY_S / interval_s
+
+    def raw_tiers(raw_days: float) -> list[TierProjection]:
+        # A day stays in row form until it ended pack_after ago: at worst
+        # today plus pack_after days; the rest of the raw retention is packed.
+        kept = min(horizon, raw_days)
+        row_days = min(kept, 1 + ladder.pack_after_days)
+        packed_days = kept - row_days
+        return [
+            TierProjection(
+                "raw_rows",
+                row_days,
+                pings_per_day * row_days,
+                pings_per_day * row_days * figures.raw_row_bytes_per_ping.value,
+            ),
+            TierProjection(
+                "raw_packed",
+                packed_days,
+                targets * 24 * packed_days,  # one row per target-hour
+                pings_per_day * packed_days * figures.packed_bytes_per_ping.value,
+            ),
+        ]
+
+    rest: list[TierProjection] = []
+    for lv in ladder.levels:
+        days = min(horizon, lv.retention_days)
+        # A segment never crosses its level's block, so a block holds at least one.
+        per_day = max(
+            pings_per_day * figures.segments_per_ping[lv.level].value,
+            targets * DAY_S / lv.max_span_s,
+        )
+        rest.append(
+            TierProjection(
+                f"segments_l{lv.level}",
+                days,
+                per_day * days,
+                per_day * days * figures.segment_bytes.value,
+            )
+        )
+    hourly_days = min(horizon, ladder.hourly_retention_days)
+    hours = targets * 24 * hourly_days
+    rest.append(TierProjection("hourly", hourly_days, hours, hours * figures.hourly_bytes.value))
+
+    tiers = raw_tiers(ladder.raw_retention_days) + rest
+    every_ping = raw_tiers(horizon) + rest
+    return Projection(
+        targets=targets,
+        interval_s=interval_s,
+        years=years,
+        tiers=tiers,
+        total_bytes=sum(t.bytes for t in tiers),
+        raw_only_bytes=pings_per_day * horizon * figures.raw_row_bytes_per_ping.value,
+        keep_every_ping_bytes=sum(t.bytes for t in every_ping),
+    )
+
+
+def _days(value: timedelta) -> float:
+    return value / timedelta(days=1)
+
+
+async def load_ladder(conn: asyncpg.Connection) -> Ladder:
+    cfg = await conn.fetchrow(
+        "SELECT pack_after, raw_retention, hourly_retention FROM ladder_settings"
+    )
+    levels = await conn.fetch("SELECT level, max_span, retention FROM ladder_levels ORDER BY level")
+    return Ladder(
+        levels=[
+            LevelConfig(r["level"], r["max_span"].total_seconds(), _days(r["retention"]))
+            for r in levels
+        ],
+        pack_after_days=_days(cfg["pack_after"]),
+        raw_retention_days=_days(cfg["raw_retention"]),
+        hourly_retention_days=_days(cfg["hourly_retention"]),
+    )
+
+
+# A table and its partitions (pg_partition_tree is empty for a plain table).
+_RELATIONS = "(SELECT relid FROM pg_partition_tree($1::regclass) UNION SELECT $1::regclass) AS t"
+
+
+async def _bytes(conn: asyncpg.Connection, table: str) -> int:
+    size: int = await conn.fetchval(
+        f"SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::bigint FROM {_RELATIONS}",
+        table,
+    )
+    return size
+
+
+async def _count(conn: asyncpg.Connection, table: str, total: str) -> tuple[int, int]:
+    """(rows, sum of `total`): exact on small tables, from a 1 % sample on big ones."""
+    estimate = await conn.fetchval(
+        "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint"
+        f" FROM {_RELATIONS} JOIN pg_class c ON c.oid = t.relid",
+        table,
+    )
+    if estimate <= EXACT_COUNT_LIMIT:
+        row = await conn.fetchrow(f"SELECT count(*), coalesce(sum({total}), 0) FROM {table}")
+        return int(row[0]), int(row[1])
+    avg = await conn.fetchval(
+        f"SELECT coalesce(avg({total}), 0) FROM {table} TABLESAMPLE SYSTEM (1)"
+    )
+    return int(estimate), int(estimate * avg)
+
+
+async def measure(conn: asyncpg.Connection, levels: list[LevelConfig]) -> list[TierNow]:
+    """Rows, pings and bytes of every tier, from the live database."""
+    tiers: list[TierNow] = []
+    rows, _ = await _count(conn, "pings", "1")
+    tiers.append(TierNow("raw_rows", rows, rows, await _bytes(conn, "pings")))
+    rows, n = await _count(conn, "pings_packed", "n")
+    tiers.append(TierNow("raw_packed", rows, n, await _bytes(conn, "pings_packed")))
+    for lv in levels:
+        table = f"segments_l{lv.level}"
+        if await conn.fetchval("SELECT to_regclass($1)", table) is None:
+            tiers.append(TierNow(table, 0, 0, 0))  # created by the next ladder round
+            continue
+        rows, n = await _count(conn, table, "count")
+        tiers.append(TierNow(table, rows, n, await _bytes(conn, table)))
+    rows, n = await _count(conn, "hourly_summaries", "count")
+    tiers.append(TierNow("hourly", rows, n, await _bytes(conn, "hourly_summaries")))
+    return tiers
+
+
+async def storage_report(
+    conn: asyncpg.Connection, targets: int, interval_s: float, years: float
+) -> dict[str, Any]:
+    """Everything GET /storage and `pingtrack storage` show, as plain JSON-ready data."""
+    check_parameters(targets, interval_s, years)
+    ladder = await load_ladder(conn)
+    now = await measure(conn, ladder.levels)
+    figures = figures_from(now, ladder.levels)
+    projection = project(ladder, figures, targets, interval_s, years)
+    return {
+        "now": {
+            "tiers": [
+                asdict(t)
+                | {
+                    "bytes_per_row": _round(t.bytes_per_row),
+                    "bytes_per_ping": _round(t.bytes_per_ping),
+                }
+                for t in now
+            ],
+            "total_bytes": sum(t.bytes for t in now),
+        },
+        "figures": asdict(figures),
+        "ladder": asdict(ladder),
+        "projection": asdict(projection) | {"contraction": round(projection.contraction, 1)},
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

@@ -1,0 +1,235 @@
+"""Ladder jobs on one hour of a fleet at 1 Hz, against a plain copy of the same rows.
+
+    .venv/bin/python bench/ladder_bench.py --targets 300
+
+Creates a scratch database (migrated like production, no pg_cron job), loads
+one settled hour of `--targets` targets at 1 Hz (a third each: stable LAN,
+jittery WAN with spikes, flapping route with loss), then times each job and
+reports the bytes per ping of every tier and the segments per target-hour of
+each level and series. Drops the database at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from shared.migrate import create_database_if_missing, migrate
+from shared.settings import Settings
+
+Row = tuple[int, datetime, int | None, int | None, int | None]
+KINDS = ("lan", "wan", "flap")
+LEVEL_SQL = """
+    SELECT ladder_build_segments($3::smallint, t::bigint, b, b + l.max_span)
+    FROM generate_series(1, $2) t, ladder_levels l,
+         date_bin(l.max_span, $1::timestamptz, timestamptz '2000-01-01 00:00:00+00') b
+    WHERE l.level = $3"""
+LEVEL1_SQL = """
+    SELECT ladder_build_segments(1::smallint, t::bigint, $1::timestamptz, $1 + interval '1 hour')
+    FROM generate_series(1, $2) t"""
+READ_SQL = """
+    SELECT count(*) FROM generate_series(1, $2) t,
+         raw_pings(t, $1::timestamptz, $1 + interval '1 hour')"""
+SIZE_SQL = """
+    SELECT coalesce(sum(pg_total_relation_size(relid)), 0)
+    FROM (SELECT relid FROM pg_partition_tree($1::regclass) UNION SELECT $1::regclass) t"""
+
+
+def series(kind: str, target: int, start: datetime, n: int, rng: random.Random) -> Iterator[Row]:
+    """1 Hz pings with 0-2 ms send jitter; the three shapes of docs/contraction.md."""
+    route, burst = 0, 0
+    for i in range(n):
+        ts = start + timedelta(microseconds=i * 1_000_000 + rng.randint(0, 2000))
+        if kind == "lan":
+            yield target, ts, 300 + int(rng.expovariate(1 / 40)), 62, 2
+            continue
+        if kind == "wan":
+            rtt = 25_000 + int(rng.gauss(0, 1500))
+            if rng.random() < 0.01:
+                rtt += rng.randint(5_000, 100_000)
+            lost = rng.random() < 0.001
+            yield (
+                target,
+                ts,
+                None if lost else max(1, rtt),
+                None if lost else 50,
+                None if lost else 14,
+            )
+            continue
+        if rng.random() < 1 / 1800:
+            route ^= 1
+        base, hops = (12_000, 9) if route == 0 else (18_000, 11)
+        if burst == 0 and rng.random() < 0.0005:
+            burst = rng.randint(5, 60)
+        lost = rng.random() < 0.01 or burst > 0
+        burst = max(0, burst - 1)
+        rtt = base + int(rng.gauss(0, 800))
+        yield target, ts, None if lost else rtt, None if lost else 64 - hops, None if lost else hops
+
+
+async def timed(label: str, work: Callable[[], Awaitable[Any]], results: dict[str, float]) -> Any:
+    began = time.perf_counter()
+    value = await work()
+    results[label] = time.perf_counter() - began
+    print(f"  {label:<44} {results[label]:7.2f} s", flush=True)
+    return value
+
+
+async def bench(dsn: str, targets: int, seed: int) -> None:
+    conn = await asyncpg.connect(dsn)
+    rng = random.Random(seed)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=3)
+    hour = hour.replace(hour=10)
+    rows = [row for t in range(1, targets + 1) for row in series(KINDS[t % 3], t, hour, 3600, rng)]
+    n = len(rows)
+    print(f"{targets} targets x 1 h at 1 Hz = {n:,} pings, hour {hour.isoformat()}")
+    cols = ["target_id", "ts", "rtt_us", "ttl", "hops"]
+    times: dict[str, float] = {}
+    await conn.execute("CREATE TABLE ref_copy (LIKE pings INCLUDING ALL)")  # same shape, PK
+    await timed(
+        "load: COPY into pings (trigger marks blocks)",
+        lambda: conn.copy_records_to_table("pings", records=rows, columns=cols),
+        times,
+    )
+    await conn.execute("VACUUM ANALYZE pings")
+    await timed(
+        "reference: INSERT INTO ref_copy SELECT * FROM pings",
+        lambda: conn.execute("INSERT INTO ref_copy SELECT * FROM pings"),
+        times,
+    )
+
+    async def rollup() -> None:
+        while await conn.fetchval("SELECT ladder_rollup(100000)"):
+            pass
+
+    await timed("full rollup from rows (hourly + every level)", rollup, times)
+    blocks = "SELECT t, $1::timestamptz FROM generate_series(1, $2) t"
+    await timed(
+        "  hourly summaries, from rows",
+        lambda: conn.execute(
+            f"SELECT ladder_build_hourly(t, h) FROM ({blocks}) b(t, h)", hour, targets
+        ),
+        times,
+    )
+    levels = [
+        r["level"]
+        for r in await conn.fetch("SELECT level, max_span FROM ladder_levels ORDER BY level")
+    ]
+    for level in levels:
+        await timed(
+            f"  level {level}" + (", from rows" if level == 1 else f", from level {level - 1}"),
+            lambda level=level: conn.execute(
+                LEVEL_SQL,
+                hour,
+                targets,
+                level,
+            ),
+            times,
+        )
+    await timed("pack the day's rows", lambda: conn.fetchval("SELECT ladder_pack(10)"), times)
+    await conn.execute("VACUUM ANALYZE pings_packed")
+    await timed(
+        "  hourly summaries, from packed",
+        lambda: conn.execute(
+            f"SELECT ladder_build_hourly(t, h) FROM ({blocks}) b(t, h)", hour, targets
+        ),
+        times,
+    )
+    await timed(
+        "  level 1, from packed",
+        lambda: conn.execute(
+            LEVEL1_SQL,
+            hour,
+            targets,
+        ),
+        times,
+    )
+    await timed(
+        "read every ping back through raw_pings",
+        lambda: conn.fetchval(
+            READ_SQL,
+            hour,
+            targets,
+        ),
+        times,
+    )
+    # Rebuilding left dead rows; a steady state reuses their space, so measure compacted.
+    tables = [f"segments_l{level}" for level in levels] + ["hourly_summaries"]
+    await conn.execute(f"VACUUM FULL {', '.join(tables)}")
+    await conn.execute("VACUUM ANALYZE")
+
+    print("\nbytes (pg_total_relation_size: heap + TOAST + indexes)")
+    size = SIZE_SQL
+    ref = await conn.fetchval(size, "ref_copy")
+    packed = await conn.fetchval(size, "pings_packed")
+    print(f"  {'raw rows (ref_copy, with PK)':<28} {ref:>12,} B  {ref / n:6.2f} B/ping")
+    print(f"  {'raw packed':<28} {packed:>12,} B  {packed / n:6.2f} B/ping")
+    for level in levels:
+        b = await conn.fetchval(size, f"segments_l{level}")
+        k = await conn.fetchval("SELECT count(*) FROM segments WHERE level = $1", level)
+        print(
+            f"  {f'segments level {level}':<28} {b:>12,} B  {b / n:6.2f} B/ping"
+            f"  {b / k:6.1f} B/segment  ({k:,} rows)"
+        )
+    b = await conn.fetchval(size, "hourly_summaries")
+    k = await conn.fetchval("SELECT count(*) FROM hourly_summaries")
+    print(
+        f"  {'hourly summaries':<28} {b:>12,} B  {b / n:6.2f} B/ping"
+        f"  {b / k:6.1f} B/row  ({k:,} rows)"
+    )
+
+    print("\nsegments per target-hour (pings per segment)")
+    counts = await conn.fetch(
+        "SELECT level, target_id % 3 AS kind,"
+        " count(*)::float / count(DISTINCT target_id) AS per_target"
+        " FROM segments GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    for r in counts:
+        print(
+            f"  level {r['level']} {KINDS[r['kind']]:<5} {r['per_target']:8.1f}"
+            f"  ({3600 / r['per_target']:7.1f})"
+        )
+    await conn.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--database-url", default=Settings().database_url)
+    args = parser.parse_args()
+    base = urlsplit(args.database_url)
+    name = f"pingtrack_bench_ladder_{uuid.uuid4().hex[:6]}"
+    dsn = urlunsplit(base._replace(path="/" + name))
+    await create_database_if_missing(dsn)
+    try:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn, Settings().migrations_dir)
+            await conn.execute("SELECT ensure_ping_partitions(current_date - 4, current_date)")
+        finally:
+            await conn.close()
+        await bench(dsn, args.targets, args.seed)
+    finally:
+        admin = await asyncpg.connect(urlunsplit(base._replace(path="/postgres")))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
