@@ -25,7 +25,9 @@ setup:
 up: setup
 	exec $(BIN)/pingtrack up
 
-test: setup
+# Tests also need Chromium and the browser test's node packages.
+test:
+	@bash deploy/setup.sh --with-browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Needs only the venv, not the services. Runs all three checks, then fails if any did.

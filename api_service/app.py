@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 from fastapi import FastAPI
 
-from api_service import health, routes_pings, routes_storage, routes_targets
+from api_service import health, routes_history, routes_pings, routes_storage, routes_targets, web
 from api_service.errors import install_error_handlers
 from api_service.publisher import CommandPublisher
 from api_service.targets import Targets
@@ -64,5 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_targets.reads)
     app.include_router(routes_targets.writes)
     app.include_router(routes_pings.router)
+    app.include_router(routes_history.router)
     app.include_router(routes_storage.router)
+    web.install(app)
     return app

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictStr
 
 from api_service.pings import Page, iso
-from api_service.targets import Purged, Target
+from api_service.targets import LastPing, Purged, Target
 
 # Unknown fields are refused so a typo ("interval") is not silently ignored;
 # strict types so "2" is not taken for a number.
@@ -38,6 +38,17 @@ class LastPingOut(BaseModel):
     lost: bool
 
 
+class LastMinuteOut(BaseModel):
+    pings: int = Field(description="pings sent in the last minute")
+    lost: int
+    loss_pct: float | None = Field(description="null when no pings were sent")
+
+    @classmethod
+    def of(cls, last: LastPing | None) -> LastMinuteOut:
+        sent, lost = (0, 0) if last is None else (last.recent, last.recent_lost)
+        return cls(pings=sent, lost=lost, loss_pct=round(100 * lost / sent, 2) if sent else None)
+
+
 class TargetOut(BaseModel):
     id: int
     address: str
@@ -50,6 +61,7 @@ class TargetOut(BaseModel):
     updated_at: datetime
     stopped_at: datetime | None
     last_ping: LastPingOut | None
+    last_minute: LastMinuteOut
 
     @classmethod
     def of(cls, target: Target) -> TargetOut:
@@ -65,6 +77,7 @@ class TargetOut(BaseModel):
             created_at=target.created_at,
             updated_at=target.updated_at,
             stopped_at=target.stopped_at,
+            last_minute=LastMinuteOut.of(last),
             last_ping=None
             if last is None
             else LastPingOut(

@@ -31,6 +31,9 @@ KEEP = _Keep.KEEP
 class LastPing:
     ts: datetime
     rtt_us: int | None
+    # pings sent, and lost, in the last minute
+    recent: int = 0
+    recent_lost: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +76,7 @@ _PER_TARGET_TABLES = """
 
 _COLUMNS = """t.id, host(t.address) AS address, t.name, t.interval_ms, t.timeout_ms,
     t.state, t.rev, t.created_at, t.updated_at, t.stopped_at,
-    p.ts AS last_ts, p.rtt_us AS last_rtt_us"""
+    p.ts AS last_ts, p.rtt_us AS last_rtt_us, m.recent, m.recent_lost"""
 
 
 def _with_last_ping(source: str, where: str = "true", order: str = "", cte: str = "") -> str:
@@ -84,6 +87,11 @@ def _with_last_ping(source: str, where: str = "true", order: str = "", cte: str 
         LEFT JOIN LATERAL (
             SELECT ts, rtt_us FROM pings WHERE target_id = t.id ORDER BY ts DESC LIMIT 1
         ) p ON true
+        LEFT JOIN LATERAL (
+            SELECT count(*)::int AS recent,
+                   count(*) FILTER (WHERE rtt_us IS NULL)::int AS recent_lost
+            FROM pings WHERE target_id = t.id AND ts >= now() - interval '1 minute'
+        ) m ON true
         WHERE {where} {order}"""
 
 
@@ -92,7 +100,9 @@ _SELECT_MANY = _with_last_ping("targets", "t.state = ANY($1::text[])", "ORDER BY
 
 
 def _target(row: asyncpg.Record) -> Target:
-    last = None if row["last_ts"] is None else LastPing(row["last_ts"], row["last_rtt_us"])
+    last = None
+    if row["last_ts"] is not None:
+        last = LastPing(row["last_ts"], row["last_rtt_us"], row["recent"], row["recent_lost"])
     return Target(
         id=row["id"],
         address=row["address"],

@@ -8,6 +8,7 @@
 #
 #   deploy/setup.sh                 everything
 #   deploy/setup.sh --python-only   only .venv/ (enough for lint)
+#   deploy/setup.sh --with-browser  also Chromium and the browser test's node packages (make test)
 #
 # Environment: PYTHON (interpreter for the venv, default python3), and the
 # PINGTRACK_* settings, which `pingtrack migrate` reads.
@@ -66,10 +67,16 @@ pg_admin() {
 
 python_ok() { command -v "$PYTHON" >/dev/null && "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; }
 
-install_packages() {  # all | python
+install_packages() {  # all | python | browser
     local wanted=()
-    [ "$1" = python ] || wanted=(postgresql "postgresql-$PG_MAJOR" "postgresql-$PG_MAJOR-cron"
-        rabbitmq-server fping iproute2)
+    case "$1" in
+        all) wanted=(postgresql "postgresql-$PG_MAJOR" "postgresql-$PG_MAJOR-cron"
+            rabbitmq-server fping iproute2) ;;
+        browser)
+            # The dashboard's browser test: Debian's Chromium driven by playwright-core.
+            wanted=(chromium)
+            command -v npm >/dev/null || wanted+=(nodejs npm) ;;
+    esac
     if ! python_ok; then
         # Debian splits venv/ensurepip out of python3; another interpreter is the user's own.
         case "$(command -v "$PYTHON" || echo /usr/bin/python3)" in
@@ -294,6 +301,24 @@ install_venv() {
     printf '%s\n' "$want" >"$STAMP"
 }
 
+# The browser test's node packages (playwright-core only: it downloads no browser).
+install_browser_tools() {
+    local dir="$REPO/tests/browser" want
+    want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+    if [ "$(cat "$dir/node_modules/.pingtrack-stamp" 2>/dev/null)" = "$want" ]; then
+        return 0
+    fi
+    step "installing the browser test's node packages (npm ci)"
+    local log
+    log=$(mktemp)
+    if ! npm ci --prefix "$dir" --no-audit --no-fund >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        fail "npm ci in tests/browser failed (output above)"
+    fi
+    rm -f "$log"
+    printf '%s\n' "$want" >"$dir/node_modules/.pingtrack-stamp"
+}
+
 # -------------------------------------------------------------------- main --
 
 main() {
@@ -313,7 +338,13 @@ main() {
         install_venv
         return 0
     fi
+    local with_browser=0
+    [ "${1:-}" = --with-browser ] && with_browser=1
     install_packages all
+    if ((with_browser)); then
+        install_packages browser
+        install_browser_tools
+    fi
     start_postgres
     start_rabbitmq
     ensure_tcp_login
