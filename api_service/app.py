@@ -9,7 +9,17 @@ from contextlib import asynccontextmanager
 import asyncpg
 from fastapi import FastAPI
 
-from api_service import health, routes_history, routes_pings, routes_storage, routes_targets, web
+from api_service import (
+    health,
+    metrics,
+    routes_fleet,
+    routes_history,
+    routes_pings,
+    routes_storage,
+    routes_targets,
+    routes_traceroute,
+    web,
+)
 from api_service.errors import install_error_handlers
 from api_service.publisher import CommandPublisher
 from api_service.targets import Targets
@@ -66,5 +76,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_pings.router)
     app.include_router(routes_history.router)
     app.include_router(routes_storage.router)
+    app.include_router(metrics.router)
+    app.include_router(routes_fleet.router)
+    app.include_router(routes_traceroute.router)
     web.install(app)
     return app

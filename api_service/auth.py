@@ -1,7 +1,12 @@
-"""Bearer tokens: the admin token for writes, an optional read token for reads."""
+"""Bearer tokens: the admin token for writes, an optional read token for reads.
+
+Plain random tokens from the environment, not signed tokens (JWT): see
+RELIABILITY.md. A token is never logged nor echoed in an error message.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from typing import Annotated
 
@@ -17,9 +22,12 @@ BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 def _matches(given: str, expected: SecretStr | None) -> bool:
+    """Constant time: digests of equal length, so not even the token's length leaks."""
     if expected is None:
         return False
-    return hmac.compare_digest(given.encode(), expected.get_secret_value().encode())
+    given_digest = hashlib.sha256(given.encode("utf-8", "surrogateescape")).digest()
+    expected_digest = hashlib.sha256(expected.get_secret_value().encode()).digest()
+    return hmac.compare_digest(given_digest, expected_digest)
 
 
 def _presented(credentials: HTTPAuthorizationCredentials | None, what: str) -> str:

@@ -9,6 +9,7 @@ import asyncpg
 import typer
 from rich.console import Console
 
+from pingtrack.cli_fleet import fleet_command, traceroute_command
 from pingtrack.cli_history import events_command, seed_command, series_command, stats_command
 from pingtrack.cli_storage import storage_command
 from pingtrack.cli_targets import pings_command, target_app
@@ -21,6 +22,8 @@ from shared.settings import Settings, load_settings
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ping monitoring.")
 app.add_typer(target_app, name="target")
 app.command("pings")(pings_command)
+app.command("traceroute")(traceroute_command)
+app.command("fleet")(fleet_command)
 app.command("storage")(storage_command)
 app.command("series")(series_command)
 app.command("events")(events_command)

@@ -24,14 +24,12 @@ async def run_services(services: Sequence[tuple[str, Service]], stop: asyncio.Ev
         try:
             await service(stop)
         except Exception as exc:
-            log.error("service failed, stopping the others", extra={"service": name},
-                      exc_info=True)
+            log.error("service failed, stopping the others", extra={"service": name}, exc_info=True)
             failures.append(exc)
             stop.set()
         else:
             if not stop.is_set():
-                log.error("service returned early, stopping the others",
-                          extra={"service": name})
+                log.error("service returned early, stopping the others", extra={"service": name})
                 stop.set()
 
     async with asyncio.TaskGroup() as group:

@@ -32,6 +32,7 @@ _BROKER_ERRORS: tuple[type[BaseException], ...] = (
     aiormq.exceptions.AMQPError,
 )
 _DB_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError)
+REBIND_TIMEOUT_S = 2.0
 
 
 class TargetFeed:
@@ -50,12 +51,16 @@ class TargetFeed:
         self._ownership = ownership
         self.commands = 0
         self.malformed = 0
+        # The live subscription, so ownership changes can rebind it.
+        self._lock = asyncio.Lock()
+        self._channel: aiormq.abc.AbstractChannel | None = None
+        self._queue: str | None = None
 
     async def reconcile(self) -> bool:
         """Apply the database's view of the targets; False if the database failed."""
         asked = list(self._scheduler.scheduled)
         try:
-            specs = await load_targets(self._pool, asked)
+            specs = await load_targets(self._pool, asked, self._ownership.shards)
         except _DB_ERRORS as exc:
             log.warning("loading targets failed", extra={"error": repr(exc)})
             return False
@@ -82,15 +87,40 @@ class TargetFeed:
             await asyncio.sleep(next(backoff))
 
     async def _subscribe(self, channel: aiormq.abc.AbstractChannel) -> None:
-        await declare_commands(channel, self._topology)
-        declared = await channel.queue_declare("", exclusive=True, auto_delete=True)
-        queue = declared.queue
-        assert queue is not None
-        for key in self._ownership.routing_keys(self._topology):
-            await channel.queue_bind(queue, self._topology.commands_exchange, routing_key=key)
-        await self.reconcile()
-        await channel.basic_consume(queue, self._on_command)
+        async with self._lock:
+            await declare_commands(channel, self._topology)
+            declared = await channel.queue_declare("", exclusive=True, auto_delete=True)
+            queue = declared.queue
+            assert queue is not None
+            for key in self._ownership.routing_keys(self._topology):
+                await channel.queue_bind(queue, self._topology.commands_exchange, routing_key=key)
+            self._channel, self._queue = channel, queue
+            await self.reconcile()
+            await channel.basic_consume(queue, self._on_command)
         log.info("following target commands", extra={"queue": queue})
+
+    async def rebind(self, added: frozenset[int], removed: frozenset[int]) -> None:
+        """Follow a change of ownership: bind the new shards, then load their targets.
+
+        Binding before loading means a change committed meanwhile is either in
+        the load or in the queue. Removed shards' targets are already dropped.
+        """
+        async with self._lock:
+            channel, queue = self._channel, self._queue
+            if channel is not None and queue is not None and not channel.is_closed:
+                exchange = self._topology.commands_exchange
+                try:
+                    # A hung broker must not hold up the heartbeat that called this.
+                    async with asyncio.timeout(REBIND_TIMEOUT_S):
+                        for key in self._ownership.routing_keys(self._topology, added):
+                            await channel.queue_bind(queue, exchange, routing_key=key)
+                        for key in self._ownership.routing_keys(self._topology, removed):
+                            await channel.queue_unbind(queue, exchange, routing_key=key)
+                except _BROKER_ERRORS as exc:
+                    # The re-subscription after the failure binds the current shards.
+                    log.warning("rebinding commands failed", extra={"error": repr(exc)})
+            if added:
+                await self.reconcile()
 
     async def _on_command(self, message: aiormq.abc.DeliveredMessage) -> None:
         try:

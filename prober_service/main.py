@@ -17,9 +17,11 @@ from shared.settings import MAX_TIMEOUT_S, Settings
 
 from .commands import TargetFeed
 from .engine import Pinger
+from .membership import Membership
 from .publisher import Publisher
 from .scheduler import Scheduler
 from .shards import Ownership
+from .stats import ProberStats
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +50,21 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             raise PingtrackError(f"PostgreSQL refused the connection: {exc}") from exc
         try:
             ownership = Ownership()
-            scheduler = Scheduler(pinger, ownership.owns)
+            scheduler = Scheduler(pinger, ownership.owns, ownership.may_send)
             feed = TargetFeed(command_link, topology, pool, scheduler, ownership)
+            stats = ProberStats(pinger, scheduler, publisher, ownership)
+            membership = Membership(
+                pool,
+                settings.amqp_prefix,
+                prober_id,
+                ownership,
+                scheduler,
+                feed.rebind,
+                stats.snapshot,
+            )
+            await membership.join()
             log.info("prober started", extra={"prober_id": prober_id, "modes": pinger.modes})
-            await _serve(settings, stop, pinger, scheduler, feed, publisher)
+            await _serve(settings, stop, pinger, scheduler, feed, publisher, membership)
         finally:
             await pool.close()
     finally:
@@ -70,6 +83,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             "dropped_results": publisher.dropped_results,
             "unpublished_results": publisher.buffered,
             "malformed_commands": feed.malformed,
+            # Per target, so a test (or an operator) can match stored against sent.
+            "sent_per_target": dict(pinger.sent),
+            "missed_per_target": dict(scheduler.missed),
         },
     )
 
@@ -81,6 +97,7 @@ async def _serve(
     scheduler: Scheduler,
     feed: TargetFeed,
     publisher: Publisher,
+    membership: Membership,
 ) -> None:
     async with asyncio.TaskGroup() as group:
         reaper = group.create_task(pinger.run(), name="icmp-timeouts")
@@ -90,12 +107,17 @@ async def _serve(
         reconciling = group.create_task(
             feed.reconcile_forever(settings.reconcile_interval_s), name="reconcile"
         )
+        heartbeating = group.create_task(membership.run(), name="membership")
         await stop.wait()
-        # Stop sending, let the pings in flight answer or time out, then flush.
+        # Stop sending and hand the shards over at once; let the pings in
+        # flight answer or time out, then flush.
         scheduler.stop()
+        heartbeating.cancel()
         following.cancel()
         reconciling.cancel()
         await sender
+        await asyncio.wait({heartbeating})
+        await asyncio.shield(membership.leave())
         await pinger.drain(MAX_TIMEOUT_S + 1.0)
         reaper.cancel()
         publishing.cancel()

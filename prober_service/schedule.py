@@ -40,10 +40,11 @@ class Step:
 def advance(due_us: int, now_us: int, interval_us: int, phase: int) -> Step:
     """Decide for a target due at `due_us`, looked at `now_us`.
 
-    Behind by less than an interval: send now for the due slot. Behind by more:
-    skip (and count) the missed slots, send for the latest one, and never send
-    a burst. If the wall clock stepped back by more than an interval, re-anchor
-    on the grid rather than stay silent until the clock catches up.
+    Behind by less than half an interval: send now for the latest due slot.
+    Further behind: skip (and count) every missed slot and wait for the next
+    one, so a stall never ends in a burst or in two pings a moment apart. If
+    the wall clock stepped back by more than an interval, re-anchor on the grid
+    rather than stay silent until the clock catches up.
     """
     if now_us < due_us:
         if due_us - now_us > interval_us:
@@ -51,4 +52,6 @@ def advance(due_us: int, now_us: int, interval_us: int, phase: int) -> Step:
         return Step(False, 0, 0, due_us)
     missed = (now_us - due_us) // interval_us
     slot = due_us + missed * interval_us
+    if now_us - slot > interval_us // 2:
+        return Step(False, 0, missed + 1, slot + interval_us)
     return Step(True, slot, missed, slot + interval_us)

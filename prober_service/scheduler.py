@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import ipaddress
 import logging
@@ -22,6 +23,13 @@ log = logging.getLogger(__name__)
 _MAX_SLEEP_S = 1.0
 # A change of the wall-minus-monotonic offset beyond this is a clock step.
 _CLOCK_STEP_NS = 100_000_000
+# A send later than this after its slot counts as late.
+LATE_US = 10_000
+# While sending is not allowed (lease lapsed), look again this often.
+_GATED_SLEEP_S = 0.05
+# Sends per burst before the loop may read replies: a scheduler that fell
+# behind must not let replies overflow the socket buffer (false losses).
+SEND_BURST = 256
 
 
 class Sender(Protocol):
@@ -47,9 +55,15 @@ class _Entry:
 class Scheduler:
     """Holds the targets this prober pings and sends each ping at its slot."""
 
-    def __init__(self, sender: Sender, owns: Callable[[int], bool] = lambda _: True) -> None:
+    def __init__(
+        self,
+        sender: Sender,
+        owns: Callable[[int], bool] = lambda _: True,
+        may_send: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._sender = sender
         self._owns = owns
+        self._may_send = may_send
         self._revs: dict[int, int] = {}  # latest rev seen per target, scheduled or not
         self._entries: dict[int, _Entry] = {}
         self._heap: list[tuple[int, int, int]] = []  # (due µs, target id, generation)
@@ -57,6 +71,16 @@ class Scheduler:
         self._waker = Waker()
         self._stopped = False
         self.missed: Counter[int] = Counter()
+        self.late = 0  # sends more than LATE_US after their slot
+
+    @property
+    def next_due_us(self) -> int | None:
+        """When the earliest scheduled send is due (µs since the epoch), if any."""
+        return self._heap[0][0] if self._heap else None
+
+    @property
+    def size(self) -> int:
+        return len(self._entries)
 
     @property
     def scheduled(self) -> dict[int, TargetSpec]:
@@ -64,15 +88,29 @@ class Scheduler:
 
     def apply(self, spec: TargetSpec) -> bool:
         """Take a target's new spec; False if it is stale (an older rev than held)."""
+        if not self._owns(spec.id):
+            # Not ours (any more): forget it, so taking its shard later loads it afresh.
+            self._entries.pop(spec.id, None)
+            self._revs.pop(spec.id, None)
+            return False
         if not is_newer(spec, self._revs.get(spec.id)):
             log.debug("stale target spec ignored", extra={"target_id": spec.id, "rev": spec.rev})
             return False
         self._revs[spec.id] = spec.rev
-        if spec.active and self._owns(spec.id):
+        if spec.active:
             self._schedule(spec)
         else:
             self._entries.pop(spec.id, None)
         return True
+
+    def retain_owned(self) -> int:
+        """Drop every target this prober no longer owns; how many were dropped."""
+        gone = [tid for tid in self._entries if not self._owns(tid)]
+        for tid in gone:
+            del self._entries[tid]
+        for tid in [tid for tid in self._revs if not self._owns(tid)]:
+            del self._revs[tid]
+        return len(gone)
 
     def reconcile(self, specs: Iterable[TargetSpec], asked: Iterable[int]) -> None:
         """Apply the database's view; a target asked about but absent no longer exists."""
@@ -115,10 +153,14 @@ class Scheduler:
             self._heap.append((entry.due_us, entry.spec.id, entry.generation))
         heapq.heapify(self._heap)
 
-    def tick(self, now_us: int) -> None:
-        """Send every ping due at `now_us`."""
+    def tick(self, now_us: int, budget: int | None = None) -> bool:
+        """Send the pings due at `now_us`, at most `budget`; True if some are left."""
         heap = self._heap
+        left = -1 if budget is None else budget
         while heap and heap[0][0] <= now_us:
+            if left == 0:
+                return True
+            left -= 1
             due, target_id, generation = heapq.heappop(heap)
             entry = self._entries.get(target_id)
             if entry is None or entry.generation != generation:
@@ -127,11 +169,14 @@ class Scheduler:
             if step.missed:
                 self.missed[target_id] += step.missed
             if step.send:
+                if now_us - step.slot_us > LATE_US:
+                    self.late += 1
                 self._sender.send(
                     target_id, entry.address, entry.ipv6, entry.spec.timeout_ms * 1_000_000
                 )
             entry.due_us = step.next_us
             heapq.heappush(heap, (step.next_us, target_id, generation))
+        return False
 
     def stop(self) -> None:
         """Send nothing more; `run` returns."""
@@ -147,7 +192,13 @@ class Scheduler:
                 log.warning("wall clock stepped; re-anchoring the schedule")
                 self._reanchor(wall // 1000)
             offset = new_offset
-            self.tick(wall // 1000)
+            if not self._may_send():
+                # Not allowed to send: due slots wait and count as missed later.
+                await self._waker.sleep(_GATED_SLEEP_S)
+                continue
+            if self.tick(wall // 1000, SEND_BURST):
+                await asyncio.sleep(0)  # let the replies in, then go on
+                continue
             delay = _MAX_SLEEP_S
             if self._heap:
                 delay = min(delay, (self._heap[0][0] - time.time_ns() // 1000) / 1e6)

@@ -7,6 +7,7 @@ from collections.abc import Collection
 import asyncpg
 
 from shared.codec import TargetSpec
+from shared.constants import SHARD_COUNT
 
 _COLUMNS = "id, host(address) AS address, interval_ms, timeout_ms, state, rev"
 
@@ -22,10 +23,19 @@ def _spec(row: asyncpg.Record) -> TargetSpec:
     )
 
 
-async def load_targets(pool: asyncpg.Pool, also: Collection[int] = ()) -> list[TargetSpec]:
-    """Every active target, plus the current state of the targets in `also`."""
-    rows = await pool.fetch(
-        f"SELECT {_COLUMNS} FROM targets WHERE state = 'active' OR id = ANY($1::bigint[])",
-        list(also),
-    )
+async def load_targets(
+    pool: asyncpg.Pool,
+    also: Collection[int] = (),
+    shards: Collection[int] | None = None,
+) -> list[TargetSpec]:
+    """Every active target (of `shards`, when given), plus the current state of those in `also`."""
+    if shards is None:
+        query = f"SELECT {_COLUMNS} FROM targets WHERE state = 'active' OR id = ANY($1::bigint[])"
+        rows = await pool.fetch(query, list(also))
+    else:
+        query = (
+            f"SELECT {_COLUMNS} FROM targets WHERE (state = 'active' AND id % $3 = ANY($2::int[]))"
+            " OR id = ANY($1::bigint[])"
+        )
+        rows = await pool.fetch(query, list(also), sorted(shards), SHARD_COUNT)
     return [_spec(row) for row in rows]

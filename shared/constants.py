@@ -7,6 +7,8 @@ from dataclasses import dataclass
 MESSAGE_VERSION = 1
 # Targets hash into this many shards; a command's routing key names its shard.
 SHARD_COUNT = 256
+# A prober whose heartbeat is older than this is dead: its shards move on.
+PROBER_EXPIRY_S = 5.0
 
 REASON_HEADER = "x-pingtrack-reason"
 BATCH_ID_HEADER = "x-pingtrack-batch-id"

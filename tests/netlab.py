@@ -6,14 +6,17 @@
 
 Everything built is removed on exit, even after a failure. Namespaces can be
 chained (`lab.namespace()`, `lab.connect(a, b)`, `ns.route(...)`,
-`ns.forwarding()`) to make multi-hop paths. Addresses come from 198.18.0.0/15
-(reserved for benchmarking), in /30 links not already routed on this machine.
+`ns.forwarding()`) to make multi-hop paths; `lab.chain(hops)` builds a target
+that many routers away, `lab.shortcut` and `lab.route_via` change its path.
+Addresses come from 198.18.0.0/15 (reserved for benchmarking), in /30 links
+not already routed on this machine.
 Needs root and iproute2: mark tests with `needs_netlab`.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import os
 import random
 import shutil
@@ -62,6 +65,16 @@ class Namespace:
     def route(self, destination: str, via: str) -> None:
         self.run("ip", "route", "replace", destination, "via", via)
 
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        """Start a command inside this namespace; the caller owns the process."""
+        return subprocess.Popen(
+            ["ip", "netns", "exec", self.name, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
 
 @dataclass(frozen=True)
 class Link:
@@ -104,6 +117,23 @@ def route_device(address: str, namespace: Namespace | None = None) -> str:
     return words[words.index("dev") + 1]
 
 
+@dataclass(frozen=True)
+class LabPath:
+    """A target namespace behind `len(routers)` routers: that many hops from the root."""
+
+    target: Namespace
+    routers: tuple[Namespace, ...]
+    links: tuple[Link, ...]  # root-r1, r1-r2, ..., rN-target (root-target when no routers)
+
+    @property
+    def address(self) -> str:
+        return self.links[-1].b_address
+
+    @property
+    def hops(self) -> int:
+        return len(self.routers)
+
+
 class NetLab:
     """Owns the namespaces and links it builds, and deletes them on close."""
 
@@ -113,6 +143,7 @@ class NetLab:
         self._root_devices: list[str] = []
         self._links = 0
         self._networks: list[ipaddress.IPv4Network] = []
+        self._root_routes: list[str] = []
 
     def __enter__(self) -> NetLab:
         return self
@@ -164,6 +195,45 @@ class NetLab:
         self.check_route(link.b_address, link.a_device)
         return LabHost(ns, link)
 
+    def chain(self, hops: int, *, echo_replies: bool = True) -> LabPath:
+        """A target `hops` routers away from the root namespace, routed both ways.
+
+        Routers forward; each routes the target onwards and everything else
+        back towards the root. The root gets a host route to the target only.
+        """
+        routers = [self.namespace() for _ in range(hops)]
+        target = self.namespace()
+        chain: list[Namespace | None] = [None, *routers, target]
+        links = [self.connect(a, b) for a, b in itertools.pairwise(chain)]
+        for router in routers:
+            router.forwarding()
+        for i, router in enumerate(routers):
+            router.route("default", links[i].a_address)  # back towards the root
+            router.route(f"{links[-1].b_address}/32", links[i + 1].b_address)
+        target.route("default", links[-1].a_address)
+        if not echo_replies:
+            target.sysctl("net.ipv4.icmp_echo_ignore_all", "1")
+        path = LabPath(target, tuple(routers), tuple(links))
+        if routers:
+            self.route_via(path.address, links[0])
+        else:
+            self.check_route(path.address, links[0].a_device)
+        return path
+
+    def shortcut(self, path: LabPath, router: int) -> Link:
+        """A direct link from the root to `path.routers[router]`; no route uses it yet."""
+        return self.connect(None, path.routers[router])
+
+    def route_via(self, address: str, link: Link) -> None:
+        """Route `address` from the root through `link` (root side a), then check it."""
+        if link.a is not None:
+            raise NetLabError("route_via needs a link from the root namespace")
+        _run(
+            ["ip", "route", "replace", f"{address}/32", "via", link.b_address, "dev", link.a_device]
+        )
+        self._root_routes.append(address)
+        self.check_route(address, link.a_device)
+
     def check_route(self, address: str, device: str, namespace: Namespace | None = None) -> None:
         """Refuse to go on unless `address` routes into `device`: lab packets stay in the lab."""
         if ipaddress.ip_address(address) not in LAB_NETWORK:
@@ -190,6 +260,11 @@ class NetLab:
         raise NetLabError("no free /30 left in the lab network")
 
     def close(self) -> None:
+        for address in self._root_routes:
+            subprocess.run(
+                ["ip", "route", "del", f"{address}/32"], capture_output=True, check=False
+            )
+        self._root_routes.clear()
         for dev in self._root_devices:
             subprocess.run(["ip", "link", "del", dev], capture_output=True, check=False)
         for ns in reversed(self._namespaces):

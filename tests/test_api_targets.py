@@ -301,10 +301,9 @@ async def test_health_reports_database_broker_and_queue_depth(
 ) -> None:
     absent = await client.get("/health")
     assert absent.status_code == 200
-    assert absent.json() == {
-        "status": "ok",
-        "checks": {"database": "ok", "broker": "ok", "results_queue_depth": None},
-    }
+    checks = absent.json()["checks"]
+    assert (checks["database"], checks["broker"]) == ("ok", "ok")
+    assert checks["results_queue_depth"] is None
     # Once the results queue exists its depth is reported.
     connection = await aiormq.connect(settings.amqp_url)
     try:

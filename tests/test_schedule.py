@@ -72,8 +72,8 @@ def test_slots_never_drift_over_many_intervals() -> None:
     rng = random.Random(7)
     due, slots = start, []
     for _ in range(10_000):
-        # The loop wakes a little late every time, never a whole interval.
-        now = due + rng.randrange(interval)
+        # The loop wakes a little late every time, never half an interval.
+        now = due + rng.randrange(interval // 2)
         step = advance(due, now, interval, phase)
         assert step.send and step.missed == 0
         slots.append(step.slot_us)
@@ -87,8 +87,29 @@ def test_not_yet_due_waits() -> None:
 
 def test_falling_behind_skips_missed_slots_instead_of_bursting() -> None:
     interval = SECOND
-    step = advance(10 * SECOND, 13 * SECOND + 500_000, interval, 0)
+    step = advance(10 * SECOND, 13 * SECOND + 200_000, interval, 0)
     assert step == Step(send=True, slot_us=13 * SECOND, missed=3, next_us=14 * SECOND)
+
+
+def test_a_send_more_than_half_an_interval_late_is_skipped_not_crowded() -> None:
+    # Sending at 13.7 s for the 13 s slot would put two pings 0.3 s apart.
+    step = advance(10 * SECOND, 13 * SECOND + 700_000, SECOND, 0)
+    assert step == Step(send=False, slot_us=0, missed=4, next_us=14 * SECOND)
+    assert advance(10 * SECOND, 10 * SECOND + 600_000, SECOND, 0) == Step(False, 0, 1, 11 * SECOND)
+
+
+@given(
+    due=st.integers(0, 10**9),
+    late=st.integers(0, 10**8),
+    interval=st.integers(100_000, 3_600_000_000),
+)
+def test_consecutive_sends_are_never_closer_than_half_an_interval(
+    due: int, late: int, interval: int
+) -> None:
+    step = advance(due, due + late, interval, due % interval)
+    if step.send:
+        assert step.next_us - (due + late) >= interval // 2
+    assert step.next_us > due + late
 
 
 def test_wall_clock_stepped_back_reanchors_on_the_grid() -> None:
@@ -122,7 +143,9 @@ def test_scheduler_normalises_addresses() -> None:
     sender = RecordingSender()
     scheduler = Scheduler(sender)
     scheduler.apply(spec(1, address="0:0::0:1"))
-    scheduler.tick(now_us() + SECOND)
+    due = scheduler.next_due_us
+    assert due is not None
+    scheduler.tick(due + 1)
     assert sender.sent[0][1:3] == ("::1", True)
 
 
@@ -167,7 +190,7 @@ def test_timeout_change_keeps_the_slot() -> None:
     scheduler = Scheduler(sender)
     scheduler.apply(spec(2, rev=1, timeout_ms=500))
     scheduler.apply(spec(2, rev=2, timeout_ms=900))
-    scheduler.tick(now_us() + SECOND)
+    scheduler.tick(first_slot_at_or_after(now_us(), SECOND, phase_us(2, SECOND)) + 1)
     assert [s[3] for s in sender.sent] == [900_000_000]
 
 

@@ -1,0 +1,71 @@
+"""/fleet: the probers of this deployment, live or recently gone, with their counters."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, Depends
+
+from api_service.auth import require_reader
+from api_service.deps import PoolDep, SettingsDep
+from shared.constants import PROBER_EXPIRY_S
+
+router = APIRouter(tags=["fleet"], dependencies=[Depends(require_reader)])
+
+
+@dataclass(frozen=True, slots=True)
+class ProberRow:
+    id: str
+    started_at: datetime
+    last_seen: datetime
+    age_s: float  # since the last heartbeat, by the database clock
+    shards: int
+    stats: dict[str, Any]
+
+    @property
+    def live(self) -> bool:
+        return self.age_s < PROBER_EXPIRY_S
+
+
+async def fleet_rows(pool: asyncpg.Pool, fleet: str) -> list[ProberRow]:
+    """Every prober row of the fleet (rows of long-dead probers are removed by the others)."""
+    rows = await pool.fetch(
+        "SELECT id, started_at, last_seen, cardinality(shards) AS shards, stats::text AS stats,"
+        " extract(epoch FROM now() - last_seen)::float8 AS age_s"
+        " FROM probers WHERE fleet = $1 ORDER BY id",
+        fleet,
+    )
+    return [
+        ProberRow(
+            id=row["id"],
+            started_at=row["started_at"],
+            last_seen=row["last_seen"],
+            age_s=max(0.0, row["age_s"]),
+            shards=row["shards"],
+            stats=json.loads(row["stats"]),
+        )
+        for row in rows
+    ]
+
+
+@router.get("/fleet")
+async def fleet(pool: PoolDep, settings: SettingsDep) -> dict[str, Any]:
+    """Live probers first; each with its shards, targets and counters from its last heartbeat."""
+    rows = await fleet_rows(pool, settings.amqp_prefix)
+    probers = [
+        {
+            "id": row.id,
+            "live": row.live,
+            "started_at": row.started_at.isoformat(),
+            "last_seen": row.last_seen.isoformat(),
+            "heartbeat_age_s": round(row.age_s, 3),
+            "shards": row.shards,
+            "stats": row.stats,
+        }
+        for row in sorted(rows, key=lambda r: (not r.live, r.id))
+    ]
+    return {"live": sum(1 for row in rows if row.live), "probers": probers}
