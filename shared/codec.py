@@ -8,19 +8,27 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
 from shared.constants import MAX_RESULTS_MESSAGE_BYTES, MESSAGE_VERSION
 from shared.errors import MalformedMessage
 
+T = TypeVar("T")
+
 TARGET_STATES = ("active", "paused", "stopped", "deleted")
+PROBE_KINDS = ("icmp", "tcp", "http")
+FAMILIES = ("any", "ipv4", "ipv6")
 
 
 @dataclass(frozen=True, slots=True)
 class TargetSpec:
-    """What a prober needs to know of a target; `rev` orders the changes."""
+    """What a prober needs to know of a target; `rev` orders the changes.
+
+    `address` is an IP literal or a hostname the prober resolves (in `family`);
+    a `tcp` probe connects to address:port, an `http` probe fetches `url`.
+    """
 
     id: int
     address: str
@@ -28,6 +36,13 @@ class TargetSpec:
     timeout_ms: int
     state: str
     rev: int
+    kind: str = "icmp"
+    port: int | None = None
+    url: str | None = None
+    family: str = "any"
+    http_method: str = "GET"
+    expect_status: int | None = None
+    expect_body: str | None = None
 
     @property
     def active(self) -> bool:
@@ -154,6 +169,13 @@ def encode_command(spec: TargetSpec) -> bytes:
                 "timeout_ms": spec.timeout_ms,
                 "state": spec.state,
                 "rev": spec.rev,
+                "kind": spec.kind,
+                "port": spec.port,
+                "url": spec.url,
+                "family": spec.family,
+                "http_method": spec.http_method,
+                "expect_status": spec.expect_status,
+                "expect_body": spec.expect_body,
             },
         },
         use_bin_type=True,
@@ -174,9 +196,25 @@ def decode_command(body: bytes) -> TargetSpec:
             timeout_ms=int(target["timeout_ms"]),
             state=str(target["state"]),
             rev=int(target["rev"]),
+            kind=str(target.get("kind", "icmp")),
+            port=_optional(target, "port", int),
+            url=_optional(target, "url", str),
+            family=str(target.get("family", "any")),
+            http_method=str(target.get("http_method", "GET")),
+            expect_status=_optional(target, "expect_status", int),
+            expect_body=_optional(target, "expect_body", str),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedMessage(f"bad target in command: {exc!r}") from exc
     if spec.state not in TARGET_STATES:
         raise MalformedMessage(f"unknown target state {spec.state!r}")
+    if spec.kind not in PROBE_KINDS:
+        raise MalformedMessage(f"unknown probe kind {spec.kind!r}")
+    if spec.family not in FAMILIES:
+        raise MalformedMessage(f"unknown address family {spec.family!r}")
     return spec
+
+
+def _optional(data: dict[str, Any], key: str, kind: type[T]) -> T | None:
+    value = data.get(key)
+    return None if value is None else kind(value)  # type: ignore[call-arg]
