@@ -16,6 +16,7 @@ import pytest
 
 from shared.constants import Topology
 from tests.conftest import ADMIN_TOKEN, AMQP_URL, _delete_broker_names, eventually
+from tests.netlab import NetLab, needs_netlab
 from tests.stack import ServiceProcess, free_port, wait_healthy
 
 pytestmark = [
@@ -196,3 +197,17 @@ async def test_clean_restart_keeps_tracking_and_loses_nothing(
         if first.process and first.process.poll() is None:
             first.kill()
         await _delete_broker_names(Topology(prefix))
+
+
+@needs_netlab
+async def test_a_host_that_never_answers_is_stored_as_lost_pings_at_the_rate(
+    api: httpx.AsyncClient,
+) -> None:
+    with NetLab() as lab:
+        silent = lab.host(echo_replies=False).address
+        target = await add_target(api, address=silent, interval_s=0.5, timeout_s=0.3)
+        items = await ping_count_reaches(api, target["id"], 8, timeout=8.0)
+        await api.post(f"/targets/{target['id']}/stop", headers=AUTH)
+    assert all(p["lost"] and p["rtt_ms"] is None and p["hops"] is None for p in items)
+    gaps = [b - a for a, b in itertools.pairwise(times(items))]
+    assert all(0.45 < gap < 0.55 for gap in gaps), gaps
