@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pingtrack.seed import SeedOptions, seed_history  # noqa: E402
-from shared.migrate import create_database_if_missing, migrate  # noqa: E402
+from shared.migrate import drop_database, migrate_database  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 RANGES = {
@@ -76,12 +76,7 @@ def _z(ts: datetime) -> str:
 
 
 async def load(dsn: str, args: argparse.Namespace) -> datetime:
-    await create_database_if_missing(dsn)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrate(conn, Settings().migrations_dir)
-    finally:
-        await conn.close()
+    await migrate_database(dsn, Settings().migrations_dir)
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     done = 0
@@ -203,6 +198,7 @@ def main() -> None:
         "PINGTRACK_DATABASE_URL": dsn,
         "PINGTRACK_API_PORT": str(port),
         "PINGTRACK_API_HOST": "127.0.0.1",
+        "PINGTRACK_WEB_PORT": "0",
         "PINGTRACK_LOG_LEVEL": "WARNING",
     }
     api = subprocess.Popen([str(ROOT / ".venv/bin/pingtrack"), "api"], env=env)
@@ -213,7 +209,7 @@ def main() -> None:
         api.terminate()
         api.wait(timeout=30)
         if not args.keep and not args.reuse:
-            asyncio.run(_drop(args.database_url, name))
+            asyncio.run(drop_database(dsn))
 
 
 async def _ids(dsn: str) -> list[int]:
@@ -230,14 +226,6 @@ async def _seeded_end(dsn: str) -> datetime:
     try:
         end: datetime = await conn.fetchval("SELECT max(stopped_at) FROM targets")
         return end
-    finally:
-        await conn.close()
-
-
-async def _drop(base: str, name: str) -> None:
-    conn = await asyncpg.connect(_dsn_for(base, "postgres"))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared.broker import BrokerLink, declare_results
 from shared.codec import ResultBatch, encode_batch
 from shared.constants import Topology
-from shared.migrate import create_database_if_missing, migrate
+from shared.migrate import drop_database, migrate_database
 from shared.settings import Settings
 from writer_service.consumer import Writer
 from writer_service.rows import COLUMNS, rows_of_all
@@ -135,11 +135,10 @@ async def bench(args: argparse.Namespace) -> None:
         f"{rows:,} rows: {args.targets} targets 1 s apart, {lost / rows:.1%} lost, "
         f"{len(batches)} batches of {args.batch}"
     )
-    await create_database_if_missing(dsn)
+    await migrate_database(dsn, settings.migrations_dir)
     pool: asyncpg.Pool | None = None
     try:
         admin = await asyncpg.connect(dsn)
-        await migrate(admin, settings.migrations_dir)
         pool = await create_writer_pool(settings)
         async with pool.acquire() as conn:
             days = sorted({ts // DAY_US for b in batches for ts in b.ts})
@@ -202,9 +201,7 @@ async def bench(args: argparse.Namespace) -> None:
         if pool is not None:
             await pool.close()
         await delete_broker_names(settings)
-        conn = await asyncpg.connect(urlunsplit(urlsplit(dsn)._replace(path="/postgres")))
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
+        await drop_database(dsn)
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from pingtrack.cli_targets import pings_command, target_app
 from shared.errors import PingtrackError
 from shared.ladder import schedule_ladder_for
 from shared.logs import setup_logging
-from shared.migrate import create_database_if_missing, migrate
+from shared.migrate import migrate_database
 from shared.settings import Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ping monitoring.")
@@ -49,12 +49,9 @@ def settings_or_exit() -> Settings:
 
 
 async def run_migrations(settings: Settings) -> list[str]:
-    await create_database_if_missing(settings.database_url)
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        applied = await migrate(conn, settings.migrations_dir, settings.partition_days_ahead)
-    finally:
-        await conn.close()
+    applied = await migrate_database(
+        settings.database_url, settings.migrations_dir, settings.partition_days_ahead
+    )
     cron = await schedule_ladder_for(settings.database_url)
     if cron.warning is not None:
         err_console.print(f"[yellow]warning:[/yellow] {cron.warning}")

@@ -87,6 +87,11 @@ def dsn_for_database(dsn: str, database: str) -> str:
     return _with_database(dsn, database)[0]
 
 
+def _check_name(name: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,63}", name):
+        raise ConfigError(f"database name {name!r} must be letters, digits, _ or -")
+
+
 def _with_database(dsn: str, database: str) -> tuple[str, str]:
     """Split a DSN into (same DSN pointing at `database`, its own database name)."""
     parts = urlsplit(dsn)
@@ -97,8 +102,7 @@ def _with_database(dsn: str, database: str) -> tuple[str, str]:
 async def create_database_if_missing(dsn: str) -> bool:
     """Create the database the DSN names if it does not exist; True when created."""
     maintenance, name = _with_database(dsn, "postgres")
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,63}", name):
-        raise ConfigError(f"database name {name!r} must be letters, digits, _ or -")
+    _check_name(name)
     conn = await asyncpg.connect(maintenance)
     try:
         if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
@@ -109,5 +113,26 @@ async def create_database_if_missing(dsn: str) -> bool:
             return False  # created meanwhile by another migrator
         log.info("created database", extra={"database": name})
         return True
+    finally:
+        await conn.close()
+
+
+async def migrate_database(dsn: str, directory: Path, days_ahead: int = 7) -> list[str]:
+    """Create the database the DSN names when missing, then migrate it."""
+    await create_database_if_missing(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await migrate(conn, directory, days_ahead)
+    finally:
+        await conn.close()
+
+
+async def drop_database(dsn: str) -> None:
+    """Drop the database the DSN names, closing its sessions (scratch databases)."""
+    maintenance, name = _with_database(dsn, "postgres")
+    _check_name(name)
+    conn = await asyncpg.connect(maintenance)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from shared.constants import Topology
-from shared.migrate import create_database_if_missing, migrate
+from shared.migrate import drop_database, migrate_database
 from shared.settings import Settings
 
 BASE_DSN = os.environ.get("PINGTRACK_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/")
@@ -34,24 +34,9 @@ def database_url() -> Iterator[str]:
     name = f"pingtrack_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     dsn = _dsn_for(name)
 
-    async def setup() -> None:
-        await create_database_if_missing(dsn)
-        conn = await asyncpg.connect(dsn)
-        try:
-            await migrate(conn, Settings().migrations_dir)
-        finally:
-            await conn.close()
-
-    async def teardown() -> None:
-        conn = await asyncpg.connect(_dsn_for("postgres"))
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(setup())
+    asyncio.run(migrate_database(dsn, Settings().migrations_dir))
     yield dsn
-    asyncio.run(teardown())
+    asyncio.run(drop_database(dsn))
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from prober_service.main import run as run_prober
 from shared.broker import declare_results
 from shared.codec import decode_batch
 from shared.constants import Topology
-from shared.migrate import create_database_if_missing, migrate
+from shared.migrate import drop_database, migrate_database
 from shared.settings import Settings
 from tests.conftest import ADMIN_TOKEN, AMQP_URL, _delete_broker_names, _dsn_for
 from tests.stack import ServiceProcess
@@ -33,20 +33,11 @@ from writer_service.main import run as run_writer
 async def fresh_database() -> AsyncIterator[str]:
     name = f"pingtrack_fleet_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     dsn = _dsn_for(name)
-    await create_database_if_missing(dsn)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrate(conn, Settings().migrations_dir)
-    finally:
-        await conn.close()
+    await migrate_database(dsn, Settings().migrations_dir)
     try:
         yield dsn
     finally:
-        admin = await asyncpg.connect(_dsn_for("postgres"))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(dsn)
 
 
 async def insert_targets(

@@ -21,10 +21,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
 import pytest
 
-from shared.migrate import create_database_if_missing, migrate
+from shared.migrate import migrate_database
 from shared.settings import REPO_ROOT
 from tests.stack import free_port
 
@@ -98,12 +97,7 @@ class PrivatePostgres:
     async def new_database(self, migrations: Path = REPO_ROOT / "migrations") -> str:
         """A fresh, migrated database; returns its URL."""
         url = self.url(f"pt_fault_{uuid.uuid4().hex[:10]}")
-        await create_database_if_missing(url)
-        conn = await asyncpg.connect(url)
-        try:
-            await migrate(conn, migrations)
-        finally:
-            await conn.close()
+        await migrate_database(url, migrations)
         return url
 
 

@@ -25,6 +25,13 @@ class TcpProxy:
     def accepting(self) -> bool:
         return self._server is not None
 
+    async def __aenter__(self) -> TcpProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
     async def start(self) -> None:
         """Listen (on a free port the first time, on the same port after a cut)."""
         self._server = await asyncio.start_server(

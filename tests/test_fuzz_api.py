@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import hypothesis
 import pytest
@@ -19,7 +18,8 @@ import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
-from shared.migrate import create_database_if_missing, migrate
+from shared.constants import Topology
+from shared.migrate import drop_database, migrate_database
 from shared.settings import REPO_ROOT
 from tests.conftest import ADMIN_TOKEN, AMQP_URL, _delete_broker_names, _dsn_for
 from tests.stack import ServiceProcess, free_port, wait_healthy
@@ -32,30 +32,12 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 NEVER_FUZZED = ("traceroute",)
 
 
-async def _fresh_database(name: str) -> str:
-    dsn = _dsn_for(name)
-    await create_database_if_missing(dsn)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrate(conn, REPO_ROOT / "migrations")
-    finally:
-        await conn.close()
-    return dsn
-
-
-async def _drop_database(name: str) -> None:
-    conn = await asyncpg.connect(_dsn_for("postgres"))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="module")
 def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ServiceProcess]]:
     name = f"pingtrack_fuzz_{uuid.uuid4().hex[:8]}"
     prefix = f"pt-fuzz-{uuid.uuid4().hex[:8]}"
-    dsn = asyncio.run(_fresh_database(name))
+    dsn = _dsn_for(name)
+    asyncio.run(migrate_database(dsn, REPO_ROOT / "migrations"))
     port = free_port()
     env = {
         "PINGTRACK_DATABASE_URL": dsn,
@@ -82,14 +64,8 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Se
     finally:
         if process.process is not None and process.process.poll() is None:
             process.kill()
-        asyncio.run(_delete_broker_names_and_database(prefix, name))
-
-
-async def _delete_broker_names_and_database(prefix: str, database: str) -> None:
-    from shared.constants import Topology
-
-    await _delete_broker_names(Topology(prefix))
-    await _drop_database(database)
+        asyncio.run(_delete_broker_names(Topology(prefix)))
+        asyncio.run(drop_database(dsn))
 
 
 def test_no_request_built_from_the_schema_gets_a_5xx(

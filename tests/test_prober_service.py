@@ -25,6 +25,7 @@ from shared.codec import TargetSpec, decode_batch, encode_command
 from shared.constants import CONTENT_TYPE, MESSAGE_VERSION, Topology
 from shared.settings import Settings
 from tests.conftest import eventually
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the prober's raw ICMP sockets need root"),
@@ -294,58 +295,6 @@ async def test_stopping_flushes_every_result(
     assert all(r.rtt_us is not None for r in rows)
 
 
-class CuttableProxy:
-    """A TCP proxy in front of RabbitMQ whose connections the test can cut."""
-
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
-        self._upstream = (upstream_host, upstream_port)
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._pumps: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
-        self.port = 0
-        self.down = False  # refuse new connections: the broker is away
-
-    async def __aenter__(self) -> CuttableProxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        self.cut()
-        for pump in list(self._pumps):
-            pump.cancel()
-        await asyncio.gather(*self._pumps, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.down:
-            writer.transport.abort()
-            return
-        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
-        self._writers |= {writer, up_writer}
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            pump = asyncio.create_task(self._pump(src, dst))
-            self._pumps.add(pump)
-            pump.add_done_callback(self._pumps.discard)
-
-    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        try:
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-        except OSError:
-            pass
-        finally:
-            dst.close()
-
-    def cut(self) -> None:
-        for writer in self._writers:
-            writer.transport.abort()
-        self._writers.clear()
-
-
 async def test_broker_outage_loses_no_result_and_commands_follow_after_reconnect(
     tap: ResultTap,
     broker: aiormq.abc.AbstractChannel,
@@ -355,16 +304,15 @@ async def test_broker_outage_loses_no_result_and_commands_follow_after_reconnect
     start_prober: Callable[..., Awaitable[None]],
 ) -> None:
     target = await insert_target(interval_ms=100, timeout_ms=300)
-    async with CuttableProxy("127.0.0.1", 5672) as proxy:
+    async with TcpProxy("127.0.0.1", 5672) as proxy:
         url = settings.amqp_url.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
         assert url != settings.amqp_url
         await start_prober(amqp_url=url)
         await count_of(tap, target.id, 3)
-        proxy.down = True
-        proxy.cut()
+        await proxy.cut()
         await asyncio.sleep(1.5)
         assert len(tap.of(target.id, after_us=now_us() - 1_000_000)) == 0
-        proxy.down = False
+        await proxy.resume()
         # Back: buffered results arrive, and the command queue is bound again.
         await count_of(tap, target.id, 20)
         await asyncio.sleep(0.5)
@@ -383,8 +331,8 @@ async def test_full_buffer_drops_the_oldest_results_counted_and_logged(
     tap: ResultTap, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     tuned = settings.model_copy(update={"buffer_max_results": 1000, "batch_max_results": 100})
-    async with CuttableProxy("127.0.0.1", 5672) as proxy:
-        proxy.down = True
+    async with TcpProxy("127.0.0.1", 5672) as proxy:
+        await proxy.cut()
         url = settings.amqp_url.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
         link = BrokerLink(url)
         publisher = Publisher(link, Topology(settings.amqp_prefix), tuned, PROBER_ID)
@@ -397,7 +345,7 @@ async def test_full_buffer_drops_the_oldest_results_counted_and_logged(
             assert publisher.dropped_results == 500
             assert publisher.buffered == 1000
             assert "oldest results dropped" in caplog.text
-            proxy.down = False
+            await proxy.resume()
             await count_of(tap, 424242, 1000)
         finally:
             publishing.cancel()
