@@ -14,6 +14,7 @@ from api_service import (
     metrics,
     routes_fleet,
     routes_history,
+    routes_latest,
     routes_pings,
     routes_storage,
     routes_targets,
@@ -73,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(routes_targets.reads)
     app.include_router(routes_targets.writes)
+    app.include_router(routes_latest.router)
     app.include_router(routes_pings.router)
     app.include_router(routes_history.router)
     app.include_router(routes_storage.router)

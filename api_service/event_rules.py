@@ -20,6 +20,7 @@ from dataclasses import dataclass
 LOSS = "loss"
 HOP_CHANGE = "hop_change"
 LATENCY_SHIFT = "latency_shift"
+ADDRESS_CHANGE = "address_change"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,8 @@ class Event:
     start_us: int
     end_us: int
     magnitude: float
+    old: str | None = None  # address_change only
+    new: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,4 +121,17 @@ def detect(segments: Iterable[Seg], rules: Rules) -> list[Event]:
     if loss is not None:
         events.append(loss)
     events.sort(key=lambda e: e.start_us)
+    return events
+
+
+def address_changes(records: Iterable[tuple[int, str | None]]) -> list[Event]:
+    """Changes in time-ordered (ts µs, address or None when unresolved) records."""
+    events: list[Event] = []
+    last: str | None = None
+    for ts, address in records:
+        if address is None:
+            continue
+        if last is not None and address != last:
+            events.append(Event(ADDRESS_CHANGE, ts, ts, 0, last, address))
+        last = address
     return events

@@ -14,7 +14,15 @@ from fractions import Fraction
 
 import asyncpg
 
-from api_service.event_rules import LATENCY_SHIFT, Event, Rules, Seg, detect
+from api_service.event_rules import (
+    ADDRESS_CHANGE,
+    LATENCY_SHIFT,
+    Event,
+    Rules,
+    Seg,
+    address_changes,
+    detect,
+)
 from api_service.history import dirty_from, load_ladder, resolve_range, target_info
 from api_service.pings import iso
 from api_service.tier_choice import (
@@ -38,6 +46,14 @@ _SEGMENTS_SQL = """
     FROM segments
     WHERE target_id = $1 AND level = $2 AND start_ts >= $3 AND start_ts < $4 AND end_ts >= $5
     ORDER BY start_ts LIMIT $6"""
+
+# A hostname's resolutions in [$2, $3), from the last resolved one before $2 on.
+_ADDRESSES_SQL = """
+    SELECT ts, host(address) AS address FROM target_addresses
+    WHERE target_id = $1 AND ts < $3 AND ts >= coalesce(
+        (SELECT max(ts) FROM target_addresses
+         WHERE target_id = $1 AND ts < $2 AND address IS NOT NULL), '-infinity')
+    ORDER BY ts"""
 
 
 def _ts(us_since_origin: int) -> datetime:
@@ -110,19 +126,21 @@ class Events:
             "tier": self.tier,
             "from": iso(self.start),
             "to": iso(self.end),
-            "events": [
-                {
-                    "kind": e.kind,
-                    "start": iso(_ts(e.start_us)),
-                    "end": iso(_ts(e.end_us)),
-                    "magnitude": round(e.magnitude / 1000, 3)
-                    if e.kind == LATENCY_SHIFT
-                    else int(e.magnitude),
-                    "unit": {"loss": "pings", "hop_change": "hops"}.get(e.kind, "ms"),
-                }
-                for e in self.events
-            ],
+            "events": [_event_out(e) for e in self.events],
         }
+
+
+def _event_out(e: Event) -> dict[str, object]:
+    out: dict[str, object] = {
+        "kind": e.kind,
+        "start": iso(_ts(e.start_us)),
+        "end": iso(_ts(e.end_us)),
+        "magnitude": round(e.magnitude / 1000, 3) if e.kind == LATENCY_SHIFT else int(e.magnitude),
+        "unit": {"loss": "pings", "hop_change": "hops", ADDRESS_CHANGE: None}.get(e.kind, "ms"),
+    }
+    if e.kind == ADDRESS_CHANGE:
+        out["old"], out["new"] = e.old, e.new
+    return out
 
 
 def rules_of(level1: LevelSpec) -> Rules:
@@ -188,5 +206,9 @@ async def events(
         if split < hi:
             segs += await _raw_tail(conn, target_id, split, hi, ladder.levels[0], info.interval)
             tier += "+raw"
+        resolutions = await conn.fetch(_ADDRESSES_SQL, target_id, lo, hi)
     found = [e for e in detect(segs, rules_of(ladder.levels[0])) if e.end_us >= _us(lo)]
+    moved = address_changes((_us(r["ts"]), r["address"]) for r in resolutions)
+    found += [e for e in moved if e.start_us >= _us(lo)]
+    found.sort(key=lambda e: e.start_us)
     return Events(tier, lo, hi, found)

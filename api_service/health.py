@@ -23,14 +23,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from api_service.deps import BrokerDep, PoolDep, SettingsDep
+from api_service.latest import STALE_INTERVALS, stale_targets_query
 from shared.broker import BrokerLink
 from shared.constants import PROBER_EXPIRY_S, Topology
 
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_S = 2.0
-# A target with no stored ping for this many intervals is stale.
-STALE_INTERVALS = 3
 STALE_LISTED = 100
 router = APIRouter(tags=["health"])
 
@@ -80,19 +79,7 @@ async def broker_check(broker: BrokerLink, queue: str) -> tuple[str, QueueState]
     return "ok", state
 
 
-_STALE = f"""
-SELECT t.id, host(t.address) AS address, t.interval_ms, count(*) OVER () AS total,
-       (SELECT max(p.ts) FROM pings p WHERE p.target_id = t.id) AS last_ping
-FROM targets t
-WHERE t.state = 'active'
-  AND t.updated_at < now() - make_interval(secs => $1 * t.interval_ms / 1000.0)
-  AND NOT EXISTS (
-      SELECT 1 FROM pings p
-      WHERE p.target_id = t.id
-        AND p.ts > now() - make_interval(secs => $1 * t.interval_ms / 1000.0))
-ORDER BY t.id
-LIMIT {STALE_LISTED}
-"""
+_STALE = stale_targets_query(STALE_LISTED)
 _ACTIVE = "SELECT count(*) FROM targets WHERE state = 'active'"
 _LIVE_PROBERS = """
 SELECT count(*) FROM probers
@@ -111,7 +98,7 @@ class FleetState:
 async def _fleet_state(pool: asyncpg.Pool, fleet: str) -> FleetState:
     async with pool.acquire() as conn:
         active = int(await conn.fetchval(_ACTIVE))
-        rows = await conn.fetch(_STALE, STALE_INTERVALS)
+        rows = await conn.fetch(_STALE)
         try:
             live: int | None = int(await conn.fetchval(_LIVE_PROBERS, fleet, PROBER_EXPIRY_S))
         except asyncpg.UndefinedTableError:

@@ -36,7 +36,7 @@ def parse_address(raw: str) -> str:
         address = ipaddress.ip_address(text)
     except ValueError:
         raise InvalidInput(
-            f"address {raw!r} is not a literal IPv4 or IPv6 address (host names are not accepted)"
+            f"address {raw!r} is not a literal IPv4 or IPv6 address (a host name goes in hostname)"
         ) from None
     if isinstance(address, ipaddress.IPv6Address):
         if address.scope_id is not None:
@@ -61,8 +61,14 @@ def _check_range(what: str, value: float, lo: float, hi: float) -> None:
         raise InvalidInput(f"{what} must be between {lo:g} and {hi:g} seconds, got {value!r}")
 
 
-def interval_ms(interval_s: float) -> int:
+def interval_ms(interval_s: float, minimum_s: float = MIN_INTERVAL_S, kind: str = "") -> int:
+    """Milliseconds between probes; `minimum_s` is the floor of the probe kind."""
     _check_range("interval_s", interval_s, MIN_INTERVAL_S, MAX_INTERVAL_S)
+    if interval_s < minimum_s:
+        raise InvalidInput(
+            f"interval_s of {kind} targets must be at least {minimum_s:g} seconds,"
+            f" got {interval_s!r}"
+        )
     return round(interval_s * 1000)
 
 
@@ -103,3 +109,10 @@ def next_state(action: str, current: str, target_id: int) -> str | None:
 
 def _past(action: str) -> str:
     return {"pause": "paused", "resume": "resumed", "stop": "stopped", "delete": "deleted"}[action]
+
+
+def transition(action: str) -> tuple[frozenset[str], str]:
+    """(states `action` applies to, the state it leads to)."""
+    if action not in _TRANSITIONS:
+        raise InvalidInput(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
+    return _TRANSITIONS[action]

@@ -28,13 +28,15 @@ MIN_MEASURED = 20_000
 # Exact counts up to this many rows per tier; beyond, the planner's estimate.
 EXACT_COUNT_LIMIT = 5_000_000
 
-# bench/ladder_bench.py, 300 targets x 1 h at 1 Hz (BENCHMARKS.md, "Ladder");
-# the hourly figure is from 300 rows, so page overhead makes it generous.
-DEFAULT_BYTES_PER_ROW = {"raw_rows": 84.0, "raw_packed": 3.8, "segment": 143.0, "hourly": 410.0}
-# Segments per ping at each level on the jittery WAN series (25 ms, sigma 1.5 ms,
-# 1 % spikes, 0.1 % loss) under the default ladder: calm targets cost far less,
-# lossy ones more (docs/contraction.md). Levels beyond these get the last one.
-DEFAULT_SEGMENTS_PER_PING = (0.102, 0.0209, 0.0034)
+# bench/ladder_bench.py (BENCHMARKS.md, "Ladder"; docs/storage.md): raw rows
+# and packed from 1.08 M pings; segment and hourly rows in steady state, i.e.
+# >= 200 000 rows inserted day after day (the index then settles near 70 % full).
+DEFAULT_BYTES_PER_ROW = {"raw_rows": 84.0, "raw_packed": 3.8, "segment": 164.0, "hourly": 188.0}
+# Segments per ping at each level on a whole day of the jittery WAN series
+# (25 ms, sigma 1.5 ms, 1 % spikes, 0.1 % loss) under the default ladder: calm
+# targets cost far less, lossy ones more (docs/storage.md). Levels beyond
+# these get the last one.
+DEFAULT_SEGMENTS_PER_PING = (0.1026, 0.0205, 0.0030)
 
 
 @dataclass(frozen=True)

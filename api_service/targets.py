@@ -7,24 +7,20 @@ when the broker is away).
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
-from api_service import rules
+from api_service import drafts, rules
+from api_service.drafts import Draft
+from api_service.probe import Probe
 from api_service.publisher import CommandPublisher
 from shared.codec import TargetSpec
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.settings import Settings
-
-
-class _Keep(enum.Enum):
-    KEEP = 0
-
-
-KEEP = _Keep.KEEP
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +35,7 @@ class LastPing:
 @dataclass(frozen=True, slots=True)
 class Target:
     id: int
-    address: str
+    address: str | None
     name: str | None
     interval_ms: int
     timeout_ms: int
@@ -49,10 +45,37 @@ class Target:
     updated_at: datetime
     stopped_at: datetime | None
     last_ping: LastPing | None
+    probe: Probe = field(default_factory=Probe)
+    tags: tuple[str, ...] = ()
 
-    def spec(self) -> TargetSpec:
+    @property
+    def hostname(self) -> str | None:
+        return self.probe.hostname
+
+    @property
+    def kind(self) -> str:
+        return self.probe.kind
+
+    def draft(self) -> Draft:
+        return Draft(self.probe, self.name, self.interval_ms, self.timeout_ms, self.tags)
+
+    def spec(self, state: str | None = None, rev: int | None = None) -> TargetSpec:
+        p = self.probe
+        # `address`: the IP or the hostname; empty for http, which probes its url.
         return TargetSpec(
-            self.id, self.address, self.interval_ms, self.timeout_ms, self.state, self.rev
+            self.id,
+            p.address or p.hostname or "",
+            self.interval_ms,
+            self.timeout_ms,
+            state or self.state,
+            rev or self.rev,
+            kind=p.kind,
+            port=p.port,
+            url=p.url,
+            family=p.family,
+            http_method=p.http_method,
+            expect_status=p.expect_status,
+            expect_body=p.expect_body,
         )
 
 
@@ -75,11 +98,12 @@ _PER_TARGET_TABLES = """
 
 
 _COLUMNS = """t.id, host(t.address) AS address, t.name, t.interval_ms, t.timeout_ms,
-    t.state, t.rev, t.created_at, t.updated_at, t.stopped_at,
+    t.state, t.rev, t.created_at, t.updated_at, t.stopped_at, t.hostname, t.kind, t.port,
+    t.url, t.family, t.http_method, t.expect_status, t.expect_body, t.tags,
     p.ts AS last_ts, p.rtt_us AS last_rtt_us, m.recent, m.recent_lost"""
 
 
-def _with_last_ping(source: str, where: str = "true", order: str = "", cte: str = "") -> str:
+def with_last_ping(source: str, where: str = "true", order: str = "", cte: str = "") -> str:
     # LATERAL + index on (target_id, ts): one backward index probe per target,
     # so listing thousands of targets stays one fast query.
     return f"""{cte} SELECT {_COLUMNS}
@@ -95,11 +119,21 @@ def _with_last_ping(source: str, where: str = "true", order: str = "", cte: str 
         WHERE {where} {order}"""
 
 
-_SELECT_ONE = _with_last_ping("targets", "t.id = $1")
-_SELECT_MANY = _with_last_ping("targets", "t.state = ANY($1::text[])", "ORDER BY t.id")
+_SELECT_ONE = with_last_ping("targets", "t.id = $1")
+_SELECT_MANY = with_last_ping(
+    "targets", "t.state = ANY($1::text[]) AND t.tags @> $2::text[]", "ORDER BY t.id"
+)
+# Values of one draft, in this order: $1 .. $13 of the statements below.
+DRAFT_COLUMNS = """address, hostname, kind, port, url, family, http_method, expect_status,
+    expect_body, name, interval_ms, timeout_ms, tags"""
+_DRAFT_VALUES = """$1::inet, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text[]"""
+# The live target that holds an identity (see migration 0013).
+_HOLDER = """SELECT id FROM targets WHERE state IN ('active', 'paused') AND id <> $6
+    AND kind = $1 AND coalesce(host(address), hostname) = $2 AND coalesce(port, 0) = $3
+    AND coalesce(url, '') = $4 AND family = $5"""
 
 
-def _target(row: asyncpg.Record) -> Target:
+def target_of(row: asyncpg.Record) -> Target:
     last = None
     if row["last_ts"] is not None:
         last = LastPing(row["last_ts"], row["last_rtt_us"], row["recent"], row["recent_lost"])
@@ -115,7 +149,45 @@ def _target(row: asyncpg.Record) -> Target:
         updated_at=row["updated_at"],
         stopped_at=row["stopped_at"],
         last_ping=last,
+        probe=Probe(
+            kind=row["kind"],
+            address=row["address"],
+            hostname=row["hostname"],
+            port=row["port"],
+            url=row["url"],
+            family=row["family"],
+            http_method=row["http_method"],
+            expect_status=row["expect_status"],
+            expect_body=row["expect_body"],
+        ),
+        tags=tuple(row["tags"]),
     )
+
+
+def draft_values(d: Draft) -> tuple[object, ...]:
+    p = d.probe
+    return (
+        p.address,
+        p.hostname,
+        p.kind,
+        p.port,
+        p.url,
+        p.family,
+        p.http_method,
+        p.expect_status,
+        p.expect_body,
+        d.name,
+        d.interval_ms,
+        d.timeout_ms,
+        list(d.tags),
+    )
+
+
+async def conflict(conn: asyncpg.Connection, probe: Probe, target_id: int = 0) -> Conflict:
+    """The Conflict naming the live target that already probes `probe`."""
+    kind, host, port, url, family = probe.identity()
+    holder = await conn.fetchval(_HOLDER, kind, host, port or 0, url or "", family, target_id)
+    return Conflict(f"{probe.describe()} is already tracked by target {holder}")
 
 
 class Targets:
@@ -126,89 +198,82 @@ class Targets:
         self._publisher = publisher
         self._settings = settings
 
-    async def create(
-        self,
-        address: str,
-        *,
-        name: str | None = None,
-        interval_s: float = 1.0,
-        timeout_s: float | None = None,
-    ) -> Target:
-        address = rules.parse_address(address)
-        values = (
-            address,
-            rules.clean_name(name),
-            rules.interval_ms(interval_s),
-            rules.timeout_ms(self._settings.default_timeout_s if timeout_s is None else timeout_s),
-        )
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
+    @property
+    def publisher(self) -> CommandPublisher:
+        return self._publisher
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    async def create(self, address: str | None = None, /, **fields: Any) -> Target:
+        """Create from wire fields (address, hostname, kind, port, url, ..., tags)."""
+        given = {"address": address, **fields} if address is not None else fields
+        return await self.create_draft(drafts.draft(given, self._settings))
+
+    async def create_draft(self, draft: Draft) -> Target:
         async with self._pool.acquire() as conn:
             try:
                 row = await conn.fetchrow(
-                    _with_last_ping(
+                    with_last_ping(
                         "changed",
-                        cte="""WITH changed AS (
-                            INSERT INTO targets (address, name, interval_ms, timeout_ms)
-                            VALUES ($1::inet, $2, $3, $4) RETURNING *)""",
+                        cte=f"""WITH changed AS (INSERT INTO targets ({DRAFT_COLUMNS})
+                            VALUES ({_DRAFT_VALUES}) RETURNING *)""",
                     ),
-                    *values,
+                    *draft_values(draft),
                 )
             except asyncpg.UniqueViolationError:
-                existing = await conn.fetchval(
-                    "SELECT id FROM targets WHERE address = $1::inet AND state = ANY($2::text[])",
-                    address,
-                    list(rules.LIVE_STATES),
-                )
-                raise Conflict(
-                    f"address {address} is already tracked by target {existing}"
-                ) from None
-        return await self._committed(_target(row))
+                raise await conflict(conn, draft.probe) from None
+        return await self._committed(target_of(row))
 
-    async def list(self, state: str | None = None) -> list[Target]:
+    async def list(self, state: str | None = None, tags: Sequence[str] = ()) -> list[Target]:
+        """Targets in `state` (see rules.parse_state_filter) carrying every one of `tags`."""
         states = rules.parse_state_filter(state)
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(_SELECT_MANY, list(states))
-        return [_target(row) for row in rows]
+            rows = await conn.fetch(_SELECT_MANY, list(states), list(tags))
+        return [target_of(row) for row in rows]
 
     async def get(self, target_id: int) -> Target:
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(_SELECT_ONE, target_id)
         if row is None:
             raise NotFound(f"target {target_id} does not exist")
-        return _target(row)
+        return target_of(row)
 
-    async def update(
-        self,
-        target_id: int,
-        *,
-        name: str | _Keep | None = KEEP,
-        interval_s: float | None = None,
-        timeout_s: float | None = None,
-    ) -> Target:
-        if name is KEEP and interval_s is None and timeout_s is None:
-            raise InvalidInput("nothing to change: give name, interval_s or timeout_s")
-        new_name = None if name is KEEP else rules.clean_name(name)
-        new_interval = None if interval_s is None else rules.interval_ms(interval_s)
-        new_timeout = None if timeout_s is None else rules.timeout_ms(timeout_s)
+    async def update(self, target_id: int, changes: Mapping[str, Any]) -> Target:
+        """Change any wire fields; the result is checked whole, as a new target would be."""
+        if not changes:
+            raise InvalidInput("nothing to change: give at least one field")
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(
-                _with_last_ping(
-                    "changed",
-                    cte="""WITH changed AS (UPDATE targets SET
-                           name = CASE WHEN $2 THEN $3 ELSE name END,
-                           interval_ms = coalesce($4, interval_ms),
-                           timeout_ms = coalesce($5, timeout_ms),
-                           rev = rev + 1, updated_at = now()
-                        WHERE id = $1 AND state <> 'deleted' RETURNING *)""",
-                ),
-                target_id,
-                name is not KEEP,
-                new_name,
-                new_interval,
-                new_timeout,
-            )
-            if row is None:
-                await self._explain_missing(conn, target_id)
-        return await self._committed(_target(row))
+            try:
+                async with conn.transaction():
+                    row = await conn.fetchrow(
+                        with_last_ping(
+                            "targets", "t.id = $1 AND t.state <> 'deleted' FOR UPDATE OF t"
+                        ),
+                        target_id,
+                    )
+                    if row is None:
+                        await self._explain_missing(conn, target_id)
+                    new = drafts.changed(target_of(row).draft(), changes, self._settings)
+                    row = await conn.fetchrow(
+                        with_last_ping(
+                            "changed",
+                            cte=f"""WITH changed AS (UPDATE targets SET
+                                ({DRAFT_COLUMNS}) = ({_DRAFT_VALUES}),
+                                rev = rev + 1, updated_at = now()
+                                WHERE id = $14 RETURNING *)""",
+                        ),
+                        *draft_values(new),
+                        target_id,
+                    )
+            except asyncpg.UniqueViolationError:
+                raise await conflict(conn, new.probe, target_id) from None
+        return await self._committed(target_of(row))
 
     async def _explain_missing(self, conn: asyncpg.Connection, target_id: int) -> None:
         if await conn.fetchval("SELECT 1 FROM targets WHERE id = $1", target_id) is None:
@@ -241,7 +306,7 @@ class Targets:
                 row = await conn.fetchrow(_SELECT_ONE, target_id)
             else:
                 row = await conn.fetchrow(
-                    _with_last_ping(
+                    with_last_ping(
                         "changed",
                         cte="""WITH changed AS (
                             UPDATE targets SET state = $2, rev = rev + 1, updated_at = now(),
@@ -252,14 +317,14 @@ class Targets:
                     target_id,
                     state,
                 )
-        target = _target(row)
+        target = target_of(row)
         return target if state is None else await self._committed(target)
 
     async def purge(self, target_id: int) -> Purged:
         """Remove the target and its whole history; probers are told it is deleted."""
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                _with_last_ping("targets", "t.id = $1 FOR UPDATE OF t"), target_id
+                with_last_ping("targets", "t.id = $1 FOR UPDATE OF t"), target_id
             )
             if row is None:
                 raise NotFound(f"target {target_id} does not exist")
@@ -270,16 +335,8 @@ class Targets:
                 )
                 deleted[table["name"]] = int(status.split()[-1])
             await conn.execute("DELETE FROM targets WHERE id = $1", target_id)
-        target = _target(row)
-        gone = TargetSpec(
-            target.id,
-            target.address,
-            target.interval_ms,
-            target.timeout_ms,
-            "deleted",
-            target.rev + 1,
-        )
-        await self._publisher.publish(gone)
+        target = target_of(row)
+        await self._publisher.publish(target.spec("deleted", target.rev + 1))
         return Purged(target_id, deleted)
 
     async def _committed(self, target: Target) -> Target:

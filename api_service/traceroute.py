@@ -82,10 +82,15 @@ def trace_path(address: str) -> tuple[bool, list[Hop]]:
 
 
 async def _address(pool: asyncpg.Pool, target_id: int) -> str:
-    address = await pool.fetchval("SELECT host(address) FROM targets WHERE id = $1", target_id)
-    if address is None:
+    """The host to trace: the IP, or a hostname (icmplib resolves it); for http, none."""
+    row = await pool.fetchrow(
+        "SELECT coalesce(host(address), hostname) AS host FROM targets WHERE id = $1", target_id
+    )
+    if row is None:
         raise NotFound(f"target {target_id} does not exist")
-    return str(address)
+    if row["host"] is None:
+        raise TracerouteFailed(f"target {target_id} probes a URL; trace its host as a target")
+    return str(row["host"])
 
 
 async def trace_target(pool: asyncpg.Pool, target_id: int) -> Trace:

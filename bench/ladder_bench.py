@@ -6,7 +6,13 @@ Creates a scratch database (migrated like production, no pg_cron job), loads
 one settled hour of `--targets` targets at 1 Hz (a third each: stable LAN,
 jittery WAN with spikes, flapping route with loss), then times each job and
 reports the bytes per ping of every tier and the segments per target-hour of
-each level and series. Drops the database at the end.
+each level and series. Then, since levels 2 and 3 contract whole days, it
+loads one full day of `--day-targets` targets of each series, rolls it up and
+reports the contraction ratio (pings per segment) of every level per series;
+measures the steady-state bytes of a segment and an hourly row on >= 200 000
+copies of the rows just built (a few hundred rows are mostly page overhead);
+and projects the default ladder for 300 targets at 1 s over 5 years for each
+fleet shape with api_service/storage.py. Drops the database at the end.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,10 +34,14 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from api_service.storage import Figure, Figures, load_ladder, project
 from shared.migrate import create_database_if_missing, migrate
 from shared.settings import Settings
 
 Row = tuple[int, datetime, int | None, int | None, int | None]
+DAY_S = 86_400
+STEADY_ROWS = 200_000
+PROJECT_TARGETS, PROJECT_YEARS = 300, 5.0
 KINDS = ("lan", "wan", "flap")
 LEVEL_SQL = """
     SELECT ladder_build_segments($3::smallint, t::bigint, b, b + l.max_span)
@@ -88,7 +99,7 @@ async def timed(label: str, work: Callable[[], Awaitable[Any]], results: dict[st
     return value
 
 
-async def bench(dsn: str, targets: int, seed: int) -> None:
+async def bench(dsn: str, targets: int, day_targets: int, seed: int) -> None:
     conn = await asyncpg.connect(dsn)
     rng = random.Random(seed)
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=3)
@@ -202,12 +213,129 @@ async def bench(dsn: str, targets: int, seed: int) -> None:
             f"  level {r['level']} {KINDS[r['kind']]:<5} {r['per_target']:8.1f}"
             f"  ({3600 / r['per_target']:7.1f})"
         )
+    day = hour - timedelta(days=1, hours=10)
+    density = await day_contraction(conn, day, day_targets, rng, levels)
+    seg_bytes = await steady_bytes(conn, "segments", "start_ts", "end_ts")
+    hourly_bytes = await steady_bytes(conn, "hourly_summaries", "hour", None)
+    print(f"  segment row   {seg_bytes:6.1f} B    hourly row   {hourly_bytes:6.1f} B")
+    figures = {
+        "raw_rows": float(ref) / n,
+        "raw_packed": float(packed) / n,
+        "segment": seg_bytes,
+        "hourly": hourly_bytes,
+    }
+    await projections(conn, figures, density)
     await conn.close()
+
+
+async def day_contraction(
+    conn: asyncpg.Connection, day: datetime, per_kind: int, rng: random.Random, levels: list[int]
+) -> dict[str, dict[int, float]]:
+    """Segments per ping of every level on one whole day of each series."""
+    first = 100_000
+    ids = {kind: [first + k * 1000 + j for j in range(per_kind)] for k, kind in enumerate(KINDS)}
+    rows = [r for kind in KINDS for t in ids[kind] for r in series(kind, t, day, DAY_S, rng)]
+    print(f"\none day of {per_kind} targets per series at 1 Hz = {len(rows):,} pings, {day.date()}")
+    cols = ["target_id", "ts", "rtt_us", "ttl", "hops"]
+    await conn.copy_records_to_table("pings", records=rows, columns=cols)
+
+    async def rollup() -> None:
+        while await conn.fetchval("SELECT ladder_rollup(100000)"):
+            pass
+
+    await timed("rollup of the day (hourly + every level)", rollup, {})
+    found = await conn.fetch(
+        "SELECT level, (target_id - $1) / 1000 AS kind, count(*) AS segments FROM segments"
+        " WHERE target_id >= $1 GROUP BY 1, 2",
+        first,
+    )
+    density = {kind: dict.fromkeys(levels, 0.0) for kind in KINDS}
+    for r in found:
+        density[KINDS[r["kind"]]][r["level"]] = r["segments"] / (per_kind * DAY_S)
+    print("contraction ratio per level: pings per segment (segments per target-day)")
+    print(f"  {'series':<6}" + "".join(f"{f'level {lv}':>22}" for lv in levels))
+    for kind in KINDS:
+        cells = "".join(
+            f"{1 / d if d else float('inf'):>10,.1f} ({d * DAY_S:>7,.0f})"
+            for d in (density[kind][lv] for lv in levels)
+        )
+        print(f"  {kind:<6}{cells}")
+    return density
+
+
+async def steady_bytes(conn: asyncpg.Connection, table: str, ts: str, ts2: str | None) -> float:
+    """Bytes per row of `table`'s shape holding >= STEADY_ROWS rows, inserted day by day."""
+    source = f"{table}_l1" if table == "segments" else table
+    await conn.execute(f"CREATE TABLE steady (LIKE {source} INCLUDING ALL)")
+    have = await conn.fetchval(f"SELECT count(*) FROM {table}")
+    copies = -(-STEADY_ROWS // have)
+    shift = {ts: f"s.{ts} + k * interval '1 day'"} | (
+        {ts2: f"s.{ts2} + k * interval '1 day'"} if ts2 else {}
+    )
+    patch = ", ".join(f"'{c}', {v}" for c, v in shift.items())
+    await conn.execute(
+        f"INSERT INTO steady SELECT (jsonb_populate_record(NULL::{table},"
+        f" to_jsonb(s) || jsonb_build_object({patch}))).*"
+        f" FROM {table} s, generate_series(0, {copies - 1}) k ORDER BY k, s.{ts}"
+    )
+    await conn.execute("VACUUM ANALYZE steady")
+    size = await conn.fetchval("SELECT pg_total_relation_size('steady')")
+    await conn.execute("DROP TABLE steady")
+    return float(size) / (have * copies)
+
+
+async def projections(
+    conn: asyncpg.Connection, cost: dict[str, float], density: dict[str, dict[int, float]]
+) -> None:
+    """The default ladder at the user's scale for each fleet shape, and a variant."""
+    ladder = await load_ladder(conn)
+    variants = {
+        "default ladder": ladder,
+        "level 1 kept as long as raw": replace(
+            ladder,
+            levels=[
+                replace(lv, retention_days=min(lv.retention_days, ladder.raw_retention_days))
+                if lv.level == 1
+                else lv
+                for lv in ladder.levels
+            ],
+        ),
+    }
+    shapes = {
+        "all LAN": {"lan": 1.0},
+        "2/3 LAN + 1/3 WAN": {"lan": 2 / 3, "wan": 1 / 3},
+        "thirds": {"lan": 1 / 3, "wan": 1 / 3, "flap": 1 / 3},
+        "all WAN": {"wan": 1.0},
+        "all flapping": {"flap": 1.0},
+    }
+    print(f"\nprojection: {PROJECT_TARGETS} targets, 1 s, {PROJECT_YEARS} years (GB = 1e9 B)")
+    for name, variant in variants.items():
+        print(f"  {name}")
+        for shape, mix in shapes.items():
+            per_ping = {
+                lv.level: Figure(sum(w * density[k][lv.level] for k, w in mix.items()), "bench")
+                for lv in variant.levels
+            }
+            figures = Figures(
+                Figure(cost["raw_rows"], "bench"),
+                Figure(cost["raw_packed"], "bench"),
+                Figure(cost["segment"], "bench"),
+                Figure(cost["hourly"], "bench"),
+                per_ping,
+            )
+            p = project(variant, figures, PROJECT_TARGETS, 1.0, PROJECT_YEARS)
+            tiers = " ".join(f"{t.tier} {t.bytes / 1e9:.2f}" for t in p.tiers)
+            print(
+                f"    {shape:<18} total {p.total_bytes / 1e9:6.1f}  [{tiers}]"
+                f"  every ping kept {p.keep_every_ping_bytes / 1e9:.0f}"
+                f"  as rows {p.raw_only_bytes / 1e12:.2f} TB"
+            )
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", type=int, default=300)
+    parser.add_argument("--day-targets", type=int, default=3, help="per series, for one day")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--database-url", default=Settings().database_url)
     args = parser.parse_args()
@@ -222,7 +350,7 @@ async def main() -> None:
             await conn.execute("SELECT ensure_ping_partitions(current_date - 4, current_date)")
         finally:
             await conn.close()
-        await bench(dsn, args.targets, args.seed)
+        await bench(dsn, args.targets, args.day_targets, args.seed)
     finally:
         admin = await asyncpg.connect(urlunsplit(base._replace(path="/postgres")))
         try:

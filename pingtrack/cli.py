@@ -9,6 +9,7 @@ import asyncpg
 import typer
 from rich.console import Console
 
+from pingtrack.cli_apply import apply_command, export_command
 from pingtrack.cli_fleet import fleet_command, traceroute_command
 from pingtrack.cli_history import events_command, seed_command, series_command, stats_command
 from pingtrack.cli_storage import storage_command
@@ -22,6 +23,8 @@ from shared.settings import Settings, load_settings
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ping monitoring.")
 app.add_typer(target_app, name="target")
 app.command("pings")(pings_command)
+app.command("apply")(apply_command)
+app.command("export")(export_command)
 app.command("traceroute")(traceroute_command)
 app.command("fleet")(fleet_command)
 app.command("storage")(storage_command)
@@ -81,12 +84,13 @@ def _serve(settings: Settings, names: list[str]) -> None:
 
     from pingtrack.runner import run_until_signal
 
-    runners = {
-        "api": _service_runner("api_service.main"),
-        "prober": _service_runner("prober_service.main"),
-        "writer": _service_runner("writer_service.main"),
+    # Import only the services asked for: a prober needs nothing of the API.
+    modules = {
+        "api": "api_service.main",
+        "prober": "prober_service.main",
+        "writer": "writer_service.main",
     }
-    services = [(name, partial(runners[name], settings)) for name in names]
+    services = [(name, partial(_service_runner(modules[name]), settings)) for name in names]
     try:
         asyncio.run(run_until_signal(services))
     except PingtrackError as exc:

@@ -7,6 +7,7 @@ and broker link, not over HTTP.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api_service import pings
+from api_service import bulk, pings, probe
 from api_service.publisher import CommandPublisher
 from api_service.targets import Target, Targets
 from shared.broker import BrokerLink
@@ -139,13 +140,29 @@ def _state(state: str) -> str:
     return f"[{_STATE_STYLE[state]}]{state}[/]"
 
 
+def probed(target: Target) -> str:
+    """What is probed, in a few words: '192.0.2.1', 'tcp db.example:5432', the URL."""
+    p = target.probe
+    if p.kind == "http":
+        return f"{p.http_method} {p.url}"
+    host = p.address or p.hostname or ""
+    if p.family != "any":
+        host += f" ({p.family})"
+    return f"tcp {host}:{p.port}" if p.kind == "tcp" else host
+
+
 def _show(target: Target, headline: str) -> None:
     now = datetime.now(UTC)
     seen, rtt = _last_ping(target, now)
+    p = target.probe
     table = Table(show_header=False, box=None, title=headline, title_justify="left")
     table.add_row("id", str(target.id))
-    table.add_row("address", target.address)
+    table.add_row("kind", p.kind)
+    table.add_row("probes", probed(target))
+    if p.expect_status is not None or p.expect_body is not None:
+        table.add_row("expects", f"{p.expect_status or 'any status'} {p.expect_body or ''}")
     table.add_row("name", target.name or "")
+    table.add_row("tags", ", ".join(target.tags))
     table.add_row("state", _state(target.state))
     table.add_row("interval", seconds(target.interval_ms))
     table.add_row("timeout", seconds(target.timeout_ms))
@@ -158,33 +175,70 @@ def _show(target: Target, headline: str) -> None:
 # Commands.
 
 
+def host_fields(host: str | None) -> dict[str, str]:
+    """An IP literal goes in as address, anything else as hostname."""
+    if host is None:
+        return {}
+    try:
+        ipaddress.ip_address(host.strip())
+    except ValueError:
+        return {"hostname": host}
+    return {"address": host}
+
+
+TagOption = typer.Option(None, "--tag", help="a tag (repeat for several)")
+
+
 @target_app.command("add")
 def add(
-    address: str = typer.Argument(..., help="literal IPv4 or IPv6 address"),
+    host: str | None = typer.Argument(None, help="IPv4/IPv6 address or hostname"),
+    kind: str | None = typer.Option(None, "--kind", help="icmp (default), tcp, or http"),
+    port: int | None = typer.Option(None, "--port", help="tcp: the port"),
+    url: str | None = typer.Option(None, "--url", help="http: the URL (no host argument)"),
+    family: str | None = typer.Option(None, "--family", help="hostnames: any, ipv4 or ipv6"),
+    method: str | None = typer.Option(None, "--method", help="http: GET or HEAD"),
+    expect_status: int | None = typer.Option(None, "--expect-status", help="http"),
+    expect_body: str | None = typer.Option(None, "--expect-body", help="http: body substring"),
     name: str | None = typer.Option(None, "--name", help="a label for people"),
-    interval: float = typer.Option(1.0, "--interval", help="seconds between pings (0.1-3600)"),
+    interval: float | None = typer.Option(None, "--interval", help="seconds between probes"),
     timeout: float | None = typer.Option(None, "--timeout", help="seconds to wait for a reply"),
+    tags: list[str] | None = TagOption,
 ) -> None:
-    """Start tracking an address."""
-    target = _call(
-        lambda s: s.targets.create(address, name=name, interval_s=interval, timeout_s=timeout)
-    )
+    """Start tracking an address, a hostname or (--kind http --url) a URL."""
+    fields = {
+        "kind": kind or ("http" if url else None),
+        "port": port,
+        "url": url,
+        "family": family,
+        "http_method": method,
+        "expect_status": expect_status,
+        "expect_body": expect_body,
+        "name": name,
+        "interval_s": interval,
+        "timeout_s": timeout,
+        "tags": tags,
+        **host_fields(host),
+    }
+    given = {k: v for k, v in fields.items() if v is not None}
+    target = _call(lambda s: s.targets.create(**given))
     _show(target, f"added target {target.id}")
 
 
 @target_app.command("list")
 def list_targets(
     state: str | None = typer.Option(None, "--state", help="active|paused|stopped|deleted|all"),
+    tags: list[str] | None = TagOption,
 ) -> None:
-    """Tracked addresses with their state and last ping (deleted ones only when asked)."""
-    targets = _call(lambda s: s.targets.list(state))
+    """Targets with their state and last result (deleted ones only when asked);
+    --tag keeps those carrying every given tag."""
+    targets = _call(lambda s: s.targets.list(state, probe.parse_tags(tags)))
     now = datetime.now(UTC)
-    table = Table("id", "address", "name", "state", "interval", "last ping", "rtt")
+    table = Table("id", "probes", "name", "state", "interval", "last ping", "rtt")
     for target in targets:
         seen, rtt = _last_ping(target, now)
         table.add_row(
             str(target.id),
-            target.address,
+            probed(target),
             target.name or "",
             _state(target.state),
             seconds(target.interval_ms),
@@ -203,19 +257,35 @@ def show(target_id: int = typer.Argument(..., metavar="ID")) -> None:
 
 def _transition(action: str, target_id: int) -> None:
     target = _call(lambda s: s.targets.transition(target_id, action))
-    console.print(f"target {target.id} ({target.address}) is {_state(target.state)}")
+    console.print(f"target {target.id} ({probed(target)}) is {_state(target.state)}")
+
+
+def _by_id_or_tags(action: str, target_id: int | None, tags: list[str] | None) -> None:
+    if (target_id is None) == (not tags):
+        _fail(f"give a target ID or --tag to {action}, not both", 2)
+    if target_id is not None:
+        _transition(action, target_id)
+        return
+    changed = _call(lambda s: bulk.transition_by_tags(s.pool, s.publisher, action, tags or []))
+    console.print(f"{len(changed)} target(s) {action}d: {', '.join(map(str, changed))}")
 
 
 @target_app.command("pause")
-def pause(target_id: int = typer.Argument(..., metavar="ID")) -> None:
-    """Stop pinging for now; resume picks up again."""
-    _transition("pause", target_id)
+def pause(
+    target_id: int | None = typer.Argument(None, metavar="[ID]"),
+    tags: list[str] | None = TagOption,
+) -> None:
+    """Stop probing for now (one target, or every active one with all --tag); resume picks up."""
+    _by_id_or_tags("pause", target_id, tags)
 
 
 @target_app.command("resume")
-def resume(target_id: int = typer.Argument(..., metavar="ID")) -> None:
-    """Ping a paused target again."""
-    _transition("resume", target_id)
+def resume(
+    target_id: int | None = typer.Argument(None, metavar="[ID]"),
+    tags: list[str] | None = TagOption,
+) -> None:
+    """Probe a paused target again (one, or every paused one with all --tag)."""
+    _by_id_or_tags("resume", target_id, tags)
 
 
 @target_app.command("stop")

@@ -18,7 +18,11 @@ from shared.settings import MAX_TIMEOUT_S, Settings
 from .commands import TargetFeed
 from .engine import Pinger
 from .membership import Membership
+from .names import Names
+from .probe_http import ssl_context
+from .probes import Probes
 from .publisher import Publisher
+from .resolve import HostResolver
 from .scheduler import Scheduler
 from .shards import Ownership
 from .stats import ProberStats
@@ -40,6 +44,13 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     command_link = BrokerLink(settings.amqp_url, publisher_confirms=False, prefetch=256)
     publisher = Publisher(publish_link, topology, settings, prober_id)
     pinger = Pinger(publisher.add, mode=settings.icmp_mode)
+    probes = Probes(
+        publisher.add,
+        publisher.add_detail,
+        limit=settings.probe_concurrency,
+        context=ssl_context(settings.http_ca_file),
+        body_max=settings.http_body_max_bytes,
+    )
     pinger.open()  # raises IcmpUnavailable (a PingtrackError) when ICMP is not permitted
     try:
         try:
@@ -50,9 +61,23 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             raise PingtrackError(f"PostgreSQL refused the connection: {exc}") from exc
         try:
             ownership = Ownership()
-            scheduler = Scheduler(pinger, ownership.owns, ownership.may_send)
+            resolver = HostResolver(settings.hosts_file, settings.resolve_system)
+            names = Names(
+                resolver,
+                lambda tid, address: scheduler.set_address(tid, address),
+                publisher.add_address,
+                settings.resolve_interval_s,
+            )
+            scheduler = Scheduler(
+                pinger,
+                ownership.owns,
+                ownership.may_send,
+                probes=probes,
+                names=names,
+                probe_floor_ms=round(settings.probe_min_interval_s * 1000),
+            )
             feed = TargetFeed(command_link, topology, pool, scheduler, ownership)
-            stats = ProberStats(pinger, scheduler, publisher, ownership)
+            stats = ProberStats(pinger, scheduler, publisher, ownership, probes, names)
             membership = Membership(
                 pool,
                 settings.amqp_prefix,
@@ -64,7 +89,10 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             )
             await membership.join()
             log.info("prober started", extra={"prober_id": prober_id, "modes": pinger.modes})
-            await _serve(settings, stop, pinger, scheduler, feed, publisher, membership)
+            try:
+                await _serve(settings, stop, pinger, probes, scheduler, feed, publisher, membership)
+            finally:
+                await names.close()
         finally:
             await pool.close()
     finally:
@@ -78,6 +106,10 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             "pings_sent": pinger.sent.total(),
             "results": pinger.emitted.total(),
             "lost": pinger.stats.lost,
+            "probes_sent": probes.sent.total(),
+            "probes_failed": probes.failed,
+            "probes_busy": probes.busy,
+            "unresolved_slots": scheduler.unresolved,
             "missed_slots": scheduler.missed.total(),
             "published_results": publisher.published_results,
             "dropped_results": publisher.dropped_results,
@@ -94,6 +126,7 @@ async def _serve(
     settings: Settings,
     stop: asyncio.Event,
     pinger: Pinger,
+    probes: Probes,
     scheduler: Scheduler,
     feed: TargetFeed,
     publisher: Publisher,
@@ -118,7 +151,7 @@ async def _serve(
         await sender
         await asyncio.wait({heartbeating})
         await asyncio.shield(membership.leave())
-        await pinger.drain(MAX_TIMEOUT_S + 1.0)
+        await asyncio.gather(pinger.drain(MAX_TIMEOUT_S + 1.0), probes.drain(MAX_TIMEOUT_S + 1.0))
         reaper.cancel()
         publishing.cancel()
         await asyncio.shield(publisher.close(FLUSH_TIMEOUT_S))

@@ -18,7 +18,7 @@ from aiormq import spec
 
 from shared.backoff import delays
 from shared.broker import TRANSIENT_BROKER_ERRORS, BrokerLink, declare_results
-from shared.codec import ResultBatch, encode_batch
+from shared.codec import AddressRecord, ProbeDetail, ResultBatch, encode_batch
 from shared.constants import BATCH_ID_HEADER, CONTENT_TYPE, Topology
 from shared.settings import Settings
 
@@ -78,8 +78,16 @@ class Publisher:
         if self._buffered > self._buffer_max:
             self._drop_oldest()
 
+    def add_address(self, record: AddressRecord) -> None:
+        """A hostname's resolution; rides in the next batch (rare, not counted as a result)."""
+        self._current.addresses.append(record)
+
+    def add_detail(self, detail: ProbeDetail) -> None:
+        """Kind-specific fields of a tcp/http result added (or about to be) with `add`."""
+        self._current.details.append(detail)
+
     def _seal(self) -> None:
-        if len(self._current):
+        if not self._current.empty:
             self._sealed.append(self._current)
             self._current = self._new_batch()
 

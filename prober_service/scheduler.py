@@ -11,9 +11,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from shared.codec import TargetSpec
 
+from .resolve import is_ip
 from .schedule import advance, first_slot_at_or_after, phase_us
 from .waker import Waker
 
@@ -36,6 +38,30 @@ class Sender(Protocol):
     def send(self, target_id: int, address: str, ipv6: bool, timeout_ns: int) -> None: ...
 
 
+SendFn = Callable[[int, str, bool, int], None]
+
+
+class ProbeStarter(Protocol):
+    """Runs tcp/http probes (prober_service.probes.Probes)."""
+
+    def sender_for(self, spec: TargetSpec) -> SendFn: ...
+
+
+class NameTracker(Protocol):
+    """Keeps hostnames resolved (prober_service.names.Names)."""
+
+    def track(self, target_id: int, host: str, family: str) -> str | None: ...
+
+    def forget(self, target_id: int) -> None: ...
+
+
+def probe_host(spec: TargetSpec) -> str | None:
+    """The host a target's probes go to: its address/hostname, or its URL's host."""
+    if spec.kind == "http":
+        return urlsplit(spec.url or "").hostname
+    return spec.address
+
+
 def is_newer(spec: TargetSpec, held_rev: int | None) -> bool:
     """Changes apply in `rev` order; an older or repeated one is stale."""
     return held_rev is None or spec.rev > held_rev
@@ -44,12 +70,15 @@ def is_newer(spec: TargetSpec, held_rev: int | None) -> bool:
 @dataclass(slots=True)
 class _Entry:
     spec: TargetSpec
-    address: str
+    address: str  # "" while a hostname is unresolved
     ipv6: bool
     interval_us: int
     phase: int
     due_us: int
     generation: int
+    # What a due slot calls: the engine, a probe, or the unresolved counter.
+    send: SendFn
+    probe: SendFn  # the engine or probe, once an address is known
 
 
 class Scheduler:
@@ -60,10 +89,19 @@ class Scheduler:
         sender: Sender,
         owns: Callable[[int], bool] = lambda _: True,
         may_send: Callable[[], bool] = lambda: True,
+        *,
+        probes: ProbeStarter | None = None,
+        names: NameTracker | None = None,
+        probe_floor_ms: int = 1000,
     ) -> None:
         self._sender = sender
         self._owns = owns
         self._may_send = may_send
+        self._probes = probes
+        self._names = names
+        self._probe_floor_ms = probe_floor_ms
+        self.unresolved = 0  # slots skipped: the target's hostname has no address
+        self.refused = 0  # specs refused: unsupported kind or interval under the floor
         self._revs: dict[int, int] = {}  # latest rev seen per target, scheduled or not
         self._entries: dict[int, _Entry] = {}
         self._heap: list[tuple[int, int, int]] = []  # (due µs, target id, generation)
@@ -90,7 +128,7 @@ class Scheduler:
         """Take a target's new spec; False if it is stale (an older rev than held)."""
         if not self._owns(spec.id):
             # Not ours (any more): forget it, so taking its shard later loads it afresh.
-            self._entries.pop(spec.id, None)
+            self._drop(spec.id)
             self._revs.pop(spec.id, None)
             return False
         if not is_newer(spec, self._revs.get(spec.id)):
@@ -100,14 +138,19 @@ class Scheduler:
         if spec.active:
             self._schedule(spec)
         else:
-            self._entries.pop(spec.id, None)
+            self._drop(spec.id)
         return True
+
+    def _drop(self, target_id: int) -> bool:
+        if self._names is not None:
+            self._names.forget(target_id)
+        return self._entries.pop(target_id, None) is not None
 
     def retain_owned(self) -> int:
         """Drop every target this prober no longer owns; how many were dropped."""
         gone = [tid for tid in self._entries if not self._owns(tid)]
         for tid in gone:
-            del self._entries[tid]
+            self._drop(tid)
         for tid in [tid for tid in self._revs if not self._owns(tid)]:
             del self._revs[tid]
         return len(gone)
@@ -119,31 +162,79 @@ class Scheduler:
             seen.add(spec.id)
             self.apply(spec)
         for target_id in set(asked) - seen:
-            if self._entries.pop(target_id, None) is not None:
+            if self._drop(target_id):
                 log.info("target vanished from the database", extra={"target_id": target_id})
 
     def _schedule(self, spec: TargetSpec) -> None:
-        try:
-            parsed = ipaddress.ip_address(spec.address)
-        except ValueError:
-            log.warning("target with an invalid address ignored", extra={"target_id": spec.id})
-            self._entries.pop(spec.id, None)
+        probe = self._probe_for(spec)
+        host = probe_host(spec)
+        if probe is None or not host:
+            self.refused += 1
+            self._drop(spec.id)
+            return
+        if is_ip(host):
+            if self._names is not None:
+                self._names.forget(spec.id)
+            address: str | None = str(ipaddress.ip_address(host))
+        elif self._names is not None:
+            address = self._names.track(spec.id, host, spec.family)
+        else:
+            log.warning("hostname target without a resolver ignored", extra={"target_id": spec.id})
+            self.refused += 1
+            self._drop(spec.id)
             return
         interval_us = spec.interval_ms * 1000
-        phase = phase_us(spec.id, interval_us)
         old = self._entries.get(spec.id)
-        if old is not None and old.interval_us == interval_us and old.address == str(parsed):
-            old.spec = spec  # same grid: keep the next slot (a timeout change needs no more)
+        if old is not None and old.interval_us == interval_us:
+            # Same grid: keep the next slot; the probe follows the new spec.
+            old.spec, old.probe = spec, probe
+            self._set_address(old, address)
             return
         # New grid: it takes effect at its next slot.
+        phase = phase_us(spec.id, interval_us)
         self._generation += 1
         due = first_slot_at_or_after(time.time_ns() // 1000, interval_us, phase)
-        entry = _Entry(spec, str(parsed), parsed.version == 6, interval_us, phase, due, 0)
-        entry.generation = self._generation
+        entry = _Entry(
+            spec, "", False, interval_us, phase, due, self._generation, self._skip, probe
+        )
+        self._set_address(entry, address)
         self._entries[spec.id] = entry
         if not self._heap or due < self._heap[0][0]:
             self._waker.wake()
         heapq.heappush(self._heap, (due, spec.id, entry.generation))
+
+    def _probe_for(self, spec: TargetSpec) -> SendFn | None:
+        if spec.kind == "icmp":
+            return self._sender.send
+        if self._probes is None:
+            log.warning("probe kind not run here", extra={"target_id": spec.id, "kind": spec.kind})
+            return None
+        if spec.interval_ms < self._probe_floor_ms:
+            log.warning(
+                "probe interval under the floor refused",
+                extra={
+                    "target_id": spec.id,
+                    "interval_ms": spec.interval_ms,
+                    "floor_ms": self._probe_floor_ms,
+                },
+            )
+            return None
+        return self._probes.sender_for(spec)
+
+    def set_address(self, target_id: int, address: str | None) -> None:
+        """A hostname target's new address (None: it does not resolve; do not probe)."""
+        entry = self._entries.get(target_id)
+        if entry is not None:
+            self._set_address(entry, address)
+
+    def _set_address(self, entry: _Entry, address: str | None) -> None:
+        if address is None:
+            entry.address, entry.send = "", self._skip
+        else:
+            entry.address, entry.ipv6, entry.send = address, ":" in address, entry.probe
+
+    def _skip(self, target_id: int, address: str, ipv6: bool, timeout_ns: int) -> None:
+        self.unresolved += 1
 
     def _reanchor(self, now_us: int) -> None:
         """After a wall clock step, put every target back on its grid from now."""
@@ -171,9 +262,7 @@ class Scheduler:
             if step.send:
                 if now_us - step.slot_us > LATE_US:
                     self.late += 1
-                self._sender.send(
-                    target_id, entry.address, entry.ipv6, entry.spec.timeout_ms * 1_000_000
-                )
+                entry.send(target_id, entry.address, entry.ipv6, entry.spec.timeout_ms * 1_000_000)
             entry.due_us = step.next_us
             heapq.heappush(heap, (step.next_us, target_id, generation))
         return False

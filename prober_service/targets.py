@@ -9,7 +9,11 @@ import asyncpg
 from shared.codec import TargetSpec
 from shared.constants import SHARD_COUNT
 
-_COLUMNS = "id, host(address) AS address, interval_ms, timeout_ms, state, rev"
+# `address` is the IP literal or the hostname (empty for http, which has its url).
+_COLUMNS = (
+    "id, coalesce(host(address), hostname, '') AS address, interval_ms, timeout_ms, state, rev,"
+    " kind, port, url, family, http_method, expect_status, expect_body"
+)
 
 
 def _spec(row: asyncpg.Record) -> TargetSpec:
@@ -20,6 +24,13 @@ def _spec(row: asyncpg.Record) -> TargetSpec:
         timeout_ms=row["timeout_ms"],
         state=row["state"],
         rev=row["rev"],
+        kind=row["kind"],
+        port=row["port"],
+        url=row["url"],
+        family=row["family"],
+        http_method=row["http_method"],
+        expect_status=row["expect_status"],
+        expect_body=row["expect_body"],
     )
 
 

@@ -43,6 +43,25 @@ class Settings(BaseSettings):
     buffer_max_results: int = Field(2_000_000, ge=1000)
     reconcile_interval_s: float = Field(30.0, gt=0)
     icmp_mode: str = Field("auto", pattern="^(auto|raw|dgram)$")
+    # Hostnames: re-resolved on their DNS TTL when known, else this often.
+    resolve_interval_s: float = Field(300.0, ge=0.1, le=86_400)
+    # An /etc/hosts-style file read before the system resolver (pinned names).
+    hosts_file: Path | None = None
+    # Ask the system resolver for names not in hosts_file (off: only the file answers).
+    resolve_system: bool = True
+    # tcp/http probes: at most this many in flight per prober; a spec with a
+    # shorter interval than the floor is refused (the API enforces its own minimum).
+    probe_concurrency: int = Field(64, ge=1, le=10_000)
+    probe_min_interval_s: float = Field(1.0, ge=0.1, le=MAX_INTERVAL_S)
+    # Extra CA certificates trusted by https probes (beside the system's).
+    http_ca_file: Path | None = None
+    # Read at most this much of an HTTP body (for the expected substring).
+    http_body_max_bytes: int = Field(65_536, ge=0, le=16 * 1024 * 1024)
+    # TCP and HTTP probes cost the target far more than an echo: these floors
+    # keep a prober from being turned into a load generator.
+    min_tcp_interval_s: float = Field(1.0, ge=MIN_INTERVAL_S, le=MAX_INTERVAL_S)
+    min_http_interval_s: float = Field(5.0, ge=MIN_INTERVAL_S, le=MAX_INTERVAL_S)
+    default_http_timeout_s: float = Field(5.0, ge=MIN_TIMEOUT_S, le=MAX_TIMEOUT_S)
 
     # Writer
     writer_prefetch: int = Field(16, ge=1, le=1000)

@@ -111,7 +111,7 @@ async def test_list_and_show_print_state_and_settings(
 
     shown = await pingtrack(cli_env, "target", "show", str(first))
     assert shown.exit_code == 0
-    assert re.search(rf"address\s+{re.escape(first_address)}", shown.output)
+    assert re.search(rf"probes\s+{re.escape(first_address)}", shown.output)
     assert re.search(r"interval\s+1s", shown.output)
     assert re.search(r"last ping\s+\d+s ago 1\.234 ms", shown.output)
 
@@ -165,8 +165,8 @@ async def test_delete_purge_removes_target_and_pings(
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["target", "add", "printer.local"], "is not a literal IPv4 or IPv6 address"),
-        (["target", "add", "999.1.1.1"], "is not a literal IPv4 or IPv6 address"),
+        (["target", "add", "printer_1.local"], "is not a valid DNS name"),
+        (["target", "add", "999.1.1.1"], "is neither an IP address nor a DNS name"),
         (["target", "add", "192.0.2.200", "--interval", "0.05"], "interval_s must be between"),
         (["target", "list", "--state", "sleeping"], "unknown state 'sleeping'"),
         (["pings", "1", "--since", "a while"], "is not like 90s, 15m, 1h, 2d or 1w"),

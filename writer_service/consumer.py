@@ -40,6 +40,8 @@ DEFAULT_MAX_GROUP = 8
 class WriterStats:
     batches: int = 0  # batches stored
     rows: int = 0  # ping rows inserted
+    addresses: int = 0  # hostname resolution records stored
+    details: int = 0  # tcp/http probe detail rows stored
     duplicates: int = 0  # batches already stored before
     dead_lettered: int = 0  # messages sent to the dead-letter queue
     write_failures: int = 0  # groups nacked back to the queue
@@ -160,6 +162,8 @@ class Writer:
                 self.stats.duplicates += 1
             await channel.basic_ack(_tag(message))
         self.stats.rows += outcome.rows
+        self.stats.addresses += outcome.addresses
+        self.stats.details += outcome.details
         return True
 
     async def _isolate_rejected(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, timedelta
+from typing import Any
 
 from shared.codec import ResultBatch
 from shared.errors import MalformedMessage
@@ -46,8 +47,15 @@ def rows_of_all(batches: Iterable[ResultBatch]) -> Iterator[Row]:
 
 
 def days_of(batch: ResultBatch) -> set[int]:
-    """The UTC days (counted from 1970-01-01) its pings fall on."""
-    return {ts // US_PER_DAY for ts in batch.ts}
+    """The UTC days (counted from 1970-01-01) its pings and probe details fall on."""
+    days = {ts // US_PER_DAY for ts in batch.ts}
+    days.update(detail.ts // US_PER_DAY for detail in batch.details)
+    return days
+
+
+def columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows -> one list per field, the shape `unnest($1::..[], ...)` takes."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def day_to_date(day: int) -> date:

@@ -17,6 +17,7 @@ from writer_service.rows import (
     COLUMNS,
     Row,
     batch_uuid,
+    columns,
     day_to_date,
     days_of,
     decode_timestamptz,
@@ -39,6 +40,19 @@ _CLAIM_IDS = """
     SELECT * FROM unnest($1::uuid[], $2::integer[])
     ON CONFLICT DO NOTHING
     RETURNING batch_id"""
+
+# Resolutions and probe details are few beside pings: a plain insert, and a
+# repeat (the same result resent under a new batch id) is skipped.
+_INSERT_ADDRESSES = """
+    INSERT INTO target_addresses (target_id, ts, address, error)
+    SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::inet[], $4::text[])
+    ON CONFLICT DO NOTHING"""
+
+_INSERT_DETAILS = """
+    INSERT INTO probe_details (target_id, ts, status, ttfb_us, cert_expires_at, error)
+    SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::smallint[], $4::integer[],
+                         $5::timestamptz[], $6::text[])
+    ON CONFLICT DO NOTHING"""
 
 _PRUNE = """
     DELETE FROM ingested_batches WHERE batch_id IN (
@@ -92,6 +106,8 @@ async def copy_via_staging(conn: asyncpg.Connection, rows: Iterable[Row]) -> int
 class WriteOutcome:
     fresh: frozenset[bytes]  # batch ids stored now; any other batch given was a duplicate
     rows: int  # rows inserted into pings
+    addresses: int = 0  # resolution records in the fresh batches
+    details: int = 0  # probe detail rows in the fresh batches
 
 
 class PingStore:
@@ -136,7 +152,13 @@ class PingStore:
                     "overlapping pings skipped",
                     extra={"batches": len(fresh), "skipped": sum(map(len, fresh)) - rows},
                 )
-            return WriteOutcome(frozenset(fresh_ids), rows)
+            addresses = [r for b in fresh for r in b.addresses]
+            if addresses:
+                await conn.execute(_INSERT_ADDRESSES, *columns(addresses))
+            details = [d for b in fresh for d in b.details]
+            if details:
+                await conn.execute(_INSERT_DETAILS, *columns(details))
+            return WriteOutcome(frozenset(fresh_ids), rows, len(addresses), len(details))
 
     async def _ensure_days(self, days: set[int]) -> None:
         missing = sorted(days - self._known_days)

@@ -115,8 +115,9 @@ export class Overview {
     row.target = target;
     row.id.textContent = String(target.id);
     row.link.href = `#/target/${target.id}`;
-    row.link.textContent = target.name || target.address;
-    row.address.textContent = target.name ? ` ${target.address}` : "";
+    const probed = target.address || target.hostname || target.url;
+    row.link.textContent = target.name || probed;
+    row.address.textContent = target.name ? ` ${probed}` : "";
     row.state.textContent = target.state;
     row.state.className = `state ${target.state}`;
     const last = target.last_ping;
@@ -124,7 +125,7 @@ export class Overview {
     row.rtt.title = last ? new Date(last.ts).toLocaleString() : "no ping yet";
     const allowed = actionsFor(target.state);
     for (const b of row.buttons) b.disabled = !allowed.includes(b.dataset.action);
-    row.tr.dataset.search = `${target.id} ${target.name || ""} ${target.address}`.toLowerCase();
+    row.tr.dataset.search = `${target.id} ${target.name || ""} ${probed} ${target.tags.join(" ")}`.toLowerCase();
   }
 
   applyFilter() {

@@ -67,7 +67,8 @@ export class TargetView {
       this.$("#target-title").textContent = `target ${route.id}`;
       getTarget(route.id).then(
         (t) => {
-          this.$("#target-title").textContent = t.name ? `${t.name} (${t.address})` : t.address;
+          const probed = t.address || t.hostname || t.url;
+          this.$("#target-title").textContent = t.name ? `${t.name} (${probed})` : probed;
           this.$("#target-state").textContent = `${t.state}, every ${t.interval_s} s`;
         },
         (err) => this.notify(`Target ${route.id}: ${err.message}`, "error"),

@@ -1,0 +1,230 @@
+"""What a target probes: an IP or a hostname (icmp, tcp) or a URL (http).
+
+Pure checks shared by the REST routes, bulk creation and the targets file, so
+every way in refuses the same input with the same message. Values come back
+normalised (hostnames lower-case ASCII, tags sorted), so comparing a stored
+target with a normalised request tells exactly what changes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from api_service import rules
+from shared.codec import FAMILIES, PROBE_KINDS
+from shared.errors import InvalidInput
+
+HTTP_METHODS = ("GET", "HEAD")
+MAX_HOSTNAME_LENGTH = 253
+MAX_URL_LENGTH = 2048
+MAX_EXPECT_BODY_LENGTH = 1024
+MAX_TAGS = 32
+MAX_TAG_LENGTH = 64
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/=+-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """The probe of one target, validated; exactly the columns of its row."""
+
+    kind: str = "icmp"
+    address: str | None = None
+    hostname: str | None = None
+    port: int | None = None
+    url: str | None = None
+    family: str = "any"
+    http_method: str = "GET"
+    expect_status: int | None = None
+    expect_body: str | None = None
+
+    def identity(self) -> tuple[object, ...]:
+        """What no two live targets may share."""
+        return (self.kind, self.address or self.hostname, self.port, self.url, self.family)
+
+    def describe(self) -> str:
+        if self.kind == "http":
+            return f"url {self.url}"
+        where = f"address {self.address}" if self.address else f"hostname {self.hostname}"
+        if self.family != "any":
+            where += f" ({self.family})"
+        return f"tcp {where} port {self.port}" if self.kind == "tcp" else where
+
+
+def parse_hostname(raw: str) -> str:
+    """A DNS name (IDNA allowed) in its lower-case ASCII form, without the final dot."""
+    text = raw.strip().rstrip(".")
+    if not text:
+        raise InvalidInput("hostname is empty")
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    else:
+        raise InvalidInput(f"hostname {raw!r} is an IP address; give it as address")
+    try:
+        ascii_name = text.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise InvalidInput(f"hostname {raw!r} is not a valid DNS name") from None
+    labels = ascii_name.split(".")
+    if len(ascii_name) > MAX_HOSTNAME_LENGTH or not all(_LABEL.match(x) for x in labels):
+        raise InvalidInput(
+            f"hostname {raw!r} is not a valid DNS name (labels of letters, digits and"
+            f" hyphens, 1-63 characters each, {MAX_HOSTNAME_LENGTH} in all)"
+        )
+    if labels[-1].isdigit():
+        raise InvalidInput(
+            f"{raw!r} is neither an IP address nor a DNS name (its last label is numeric)"
+        )
+    return ascii_name
+
+
+def parse_url(raw: str) -> str:
+    """An http(s) URL with a host; the host normalised like a hostname."""
+    text = raw.strip()
+    if len(text) > MAX_URL_LENGTH:
+        raise InvalidInput(f"url is longer than {MAX_URL_LENGTH} characters")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInput(f"url {raw!r} is not a valid URL: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidInput(f"url {raw!r} must start with http:// or https://")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidInput("url must not carry credentials (user:password@)")
+    if not parts.hostname:
+        raise InvalidInput(f"url {raw!r} has no host")
+    try:
+        host = rules.parse_address(parts.hostname)
+        netloc = f"[{host}]" if ":" in host else host
+    except InvalidInput:
+        netloc = parse_hostname(parts.hostname)
+    if port is not None:
+        netloc += f":{port}"
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, ""))
+
+
+def parse_port(port: int) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InvalidInput(f"port must be between 1 and 65535, got {port!r}")
+    return port
+
+
+def parse_tags(tags: list[str] | None) -> list[str]:
+    """Tags as a sorted list without duplicates."""
+    if not tags:
+        return []
+    clean = set()
+    for tag in tags:
+        if not isinstance(tag, str) or not _TAG.match(tag) or len(tag) > MAX_TAG_LENGTH:
+            raise InvalidInput(
+                f"tag {tag!r} is not valid: 1-{MAX_TAG_LENGTH} characters, letters, digits"
+                " and _.:/=+- (starting with a letter or digit)"
+            )
+        clean.add(tag)
+    if len(clean) > MAX_TAGS:
+        raise InvalidInput(f"a target has at most {MAX_TAGS} tags, got {len(clean)}")
+    return sorted(clean)
+
+
+def parse_probe(
+    *,
+    kind: str = "icmp",
+    address: str | None = None,
+    hostname: str | None = None,
+    port: int | None = None,
+    url: str | None = None,
+    family: str | None = None,
+    http_method: str | None = None,
+    expect_status: int | None = None,
+    expect_body: str | None = None,
+) -> Probe:
+    """Check one combination of probe fields; the message names what is wrong."""
+    if kind not in PROBE_KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(PROBE_KINDS)}, got {kind!r}")
+    if family is not None and family not in FAMILIES:
+        raise InvalidInput(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    if kind != "http":
+        for field, value in (
+            ("url", url),
+            ("http_method", http_method),
+            ("expect_status", expect_status),
+            ("expect_body", expect_body),
+        ):
+            if value is not None:
+                raise InvalidInput(f"{field} is for kind http only, not {kind}")
+    if kind == "http":
+        return _http_probe(
+            address, hostname, port, url, family, http_method, expect_status, expect_body
+        )
+    if (address is None) == (hostname is None):
+        raise InvalidInput(f"{_a(kind)} target needs exactly one of address or hostname")
+    if kind == "icmp" and port is not None:
+        raise InvalidInput("port is for kind tcp only (an icmp echo has no port)")
+    if kind == "tcp" and port is None:
+        raise InvalidInput("a tcp target needs a port")
+    if address is not None and family not in (None, "any"):
+        raise InvalidInput("family applies to hostnames only; an address has its own family")
+    return Probe(
+        kind=kind,
+        address=None if address is None else rules.parse_address(address),
+        hostname=None if hostname is None else parse_hostname(hostname),
+        port=None if port is None else parse_port(port),
+        family=family or "any",
+    )
+
+
+def _http_probe(
+    address: str | None,
+    hostname: str | None,
+    port: int | None,
+    url: str | None,
+    family: str | None,
+    http_method: str | None,
+    expect_status: int | None,
+    expect_body: str | None,
+) -> Probe:
+    if url is None:
+        raise InvalidInput("an http target needs a url")
+    for field, value in (("address", address), ("hostname", hostname), ("port", port)):
+        if value is not None:
+            raise InvalidInput(f"an http target takes its host and port from url, not {field}")
+    method = (http_method or "GET").upper()
+    if method not in HTTP_METHODS:
+        raise InvalidInput(f"http_method must be GET or HEAD, got {http_method!r}")
+    if expect_status is not None and (
+        isinstance(expect_status, bool) or not 100 <= expect_status <= 599
+    ):
+        raise InvalidInput(f"expect_status must be between 100 and 599, got {expect_status!r}")
+    if expect_body is not None:
+        if not expect_body:
+            raise InvalidInput("expect_body is empty; leave it out to accept any body")
+        if len(expect_body) > MAX_EXPECT_BODY_LENGTH:
+            raise InvalidInput(f"expect_body is longer than {MAX_EXPECT_BODY_LENGTH} characters")
+        if method == "HEAD":
+            raise InvalidInput("expect_body needs http_method GET (a HEAD answer has no body)")
+    clean_url = parse_url(url)
+    if family not in (None, "any"):
+        try:
+            ipaddress.ip_address(urlsplit(clean_url).hostname or "")
+        except ValueError:
+            pass
+        else:
+            raise InvalidInput("family applies to hostnames only; the url's host is an address")
+    return Probe(
+        kind="http",
+        url=clean_url,
+        family=family or "any",
+        http_method=method,
+        expect_status=expect_status,
+        expect_body=expect_body,
+    )
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind == "icmp" else f"a {kind}"

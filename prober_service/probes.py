@@ -1,0 +1,112 @@
+"""Runs tcp and http probes as tasks, at most `limit` at once, and reports each result.
+
+A probe that finds the limit reached is not started (counted as `busy`):
+the prober stays a monitor, never a load generator. Every probe started
+reports exactly one result: a ping row (rtt or failed) and, when there is
+something kind-specific to say, a detail row with the same (target, ts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from shared.codec import ProbeDetail, TargetSpec
+
+from .engine import ResultSink
+from .probe_http import http_probe
+from .probe_tcp import ProbeOutcome, tcp_connect
+
+log = logging.getLogger(__name__)
+
+DetailSink = Callable[[ProbeDetail], None]
+SendFn = Callable[[int, str, bool, int], None]
+SHUTDOWN = "shutdown"
+
+
+class Probes:
+    def __init__(
+        self,
+        sink: ResultSink,
+        details: DetailSink,
+        *,
+        limit: int,
+        context: ssl.SSLContext,
+        body_max: int,
+    ) -> None:
+        self._sink = sink
+        self._details = details
+        self._limit = limit
+        self._context = context
+        self._body_max = body_max
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.sent: Counter[int] = Counter()
+        self.failed = 0
+        self.busy = 0  # probes not started: the concurrency limit was reached
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    def sender_for(self, spec: TargetSpec) -> SendFn:
+        """What the scheduler calls at each of the target's slots."""
+
+        def send(target_id: int, address: str, ipv6: bool, timeout_ns: int) -> None:
+            self._start(spec, address, ipv6, timeout_ns / 1e9)
+
+        return send
+
+    def _start(self, spec: TargetSpec, address: str, ipv6: bool, timeout_s: float) -> None:
+        if len(self._tasks) >= self._limit:
+            self.busy += 1
+            log.debug("probe skipped, concurrency limit reached", extra={"target_id": spec.id})
+            return
+        self.sent[spec.id] += 1
+        ts_us = time.time_ns() // 1000
+        task = asyncio.get_running_loop().create_task(
+            self._probe(spec, address, ipv6, timeout_s, ts_us), name=f"probe-{spec.id}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _probe(
+        self, spec: TargetSpec, address: str, ipv6: bool, timeout_s: float, ts_us: int
+    ) -> None:
+        try:
+            if spec.kind == "tcp":
+                outcome = await tcp_connect(address, spec.port or 0, ipv6, timeout_s)
+            else:
+                outcome = await http_probe(spec, address, timeout_s, self._context, self._body_max)
+        except asyncio.CancelledError:
+            self._report(spec.id, ts_us, ProbeOutcome(None, SHUTDOWN))
+            raise
+        self._report(spec.id, ts_us, outcome)
+
+    def _report(self, target_id: int, ts_us: int, outcome: ProbeOutcome) -> None:
+        if outcome.rtt_us is None:
+            self.failed += 1
+        # Detail first: a batch sealed by the ping then holds both.
+        if outcome.error is not None or outcome.status is not None:
+            self._details(
+                ProbeDetail(
+                    target_id,
+                    ts_us,
+                    outcome.status,
+                    outcome.ttfb_us,
+                    outcome.cert_expires_us,
+                    outcome.error,
+                )
+            )
+        self._sink(target_id, ts_us, outcome.rtt_us, None, None)
+
+    async def drain(self, timeout: float) -> None:
+        """Let the probes in flight finish (each is bounded by its own timeout)."""
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
