@@ -15,7 +15,14 @@ import asyncpg
 from api_service import probe, rules
 from api_service.drafts import Draft
 from api_service.publisher import CommandPublisher
-from api_service.targets import DRAFT_COLUMNS, Target, conflict, target_of, with_last_ping
+from api_service.targets import (
+    DRAFT_COLUMNS,
+    Target,
+    conflict,
+    draft_values,
+    target_of,
+    with_last_ping,
+)
 from shared.errors import Conflict, InvalidInput, PingtrackError
 
 log = logging.getLogger(__name__)
@@ -50,24 +57,11 @@ class ItemResult:
 
 
 def _columns(items: Sequence[Draft]) -> list[list[object]]:
-    cols: list[list[object]] = [[] for _ in range(13)]
+    """Column-wise values for unnest(); tags travel space-joined, since unnest()
+    cannot take an array of arrays of different lengths."""
+    cols: list[list[object]] = [[] for _ in DRAFT_COLUMNS.split(",")]
     for d in items:
-        p = d.probe
-        row = (
-            p.address,
-            p.hostname,
-            p.kind,
-            p.port,
-            p.url,
-            p.family,
-            p.http_method,
-            p.expect_status,
-            p.expect_body,
-            d.name,
-            d.interval_ms,
-            d.timeout_ms,
-            " ".join(d.tags),
-        )
+        row = (*draft_values(d)[:-1], " ".join(d.tags))
         for col, value in zip(cols, row, strict=True):
             col.append(value)
     return cols

@@ -7,6 +7,7 @@ broker names (a unique prefix) and deletes them afterwards.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -27,6 +28,16 @@ ADMIN_TOKEN = "test-admin-token"
 
 def _dsn_for(database: str) -> str:
     return urlunsplit(urlsplit(BASE_DSN)._replace(path="/" + database))
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """CLI commands under test set up logging on the runner's captured stderr; put ours back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

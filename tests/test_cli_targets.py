@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -19,16 +18,6 @@ from shared.constants import Topology
 from shared.errors import InvalidInput
 from shared.settings import Settings
 from tests.api_client import CommandTap, unique_address
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    # The CLI sets up logging on the runner's captured stderr; put ours back.
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -15,15 +13,6 @@ from pingtrack.cli import app
 from pingtrack.cli_history import loss_line, sparkline
 from shared.settings import Settings
 from tests.history_data import Laddered, laddered
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")
