@@ -43,8 +43,7 @@ MIN_PLATEAU = timedelta(minutes=5)
 
 _SEGMENTS_SQL = """
     SELECT start_ts, end_ts, count, lost, min_us, max_us, sum_us, sumsq_us, hops, ttl
-    FROM segments
-    WHERE target_id = $1 AND level = $2 AND start_ts >= $3 AND start_ts < $4 AND end_ts >= $5
+    FROM segments_of($1, $2, $3, $4) WHERE end_ts >= $5
     ORDER BY start_ts LIMIT $6"""
 
 # A hostname's resolutions in [$2, $3), from the last resolved one before $2 on.

@@ -109,6 +109,7 @@ async def _fleet_state(pool: asyncpg.Pool, fleet: str) -> FleetState:
             "address": row["address"],
             "interval_s": row["interval_ms"] / 1000,
             "last_ping": None if row["last_ping"] is None else row["last_ping"].isoformat(),
+            "resolve_error": row["resolve_error"],
         }
         for row in rows
     ]
@@ -154,7 +155,8 @@ async def health(pool: PoolDep, broker: BrokerDep, settings: SettingsDep) -> JSO
     """200 while this API can serve (database and broker answer), else 503.
 
     `status` is `degraded` with `reasons` whenever any part of the pipeline is
-    unhealthy; `stale_targets` lists active targets without a recent ping.
+    unhealthy; `stale_targets` lists active targets without a recent ping, with
+    `resolve_error` set when the target's name does not resolve (so it is not probed).
     """
     database, (broker_state, queue) = await asyncio.gather(
         database_check(pool),

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from api_service import probe, rules
 from api_service.auth import require_reader
 from api_service.deps import PoolDep, TargetId
-from api_service.latest import STALE_INTERVALS, Latest, latest_of, latest_results
+from api_service.latest import STALE_INTERVALS, Detail, Latest, latest_of, latest_results
 from api_service.schemas import ErrorOut
 
 router = APIRouter(
@@ -19,6 +19,25 @@ router = APIRouter(
     dependencies=[Depends(require_reader)],
     responses={code: {"model": ErrorOut} for code in (401, 403, 404, 422)},
 )
+
+
+class DetailOut(BaseModel):
+    status: int | None = Field(description="HTTP status code")
+    ttfb_ms: float | None = Field(description="time to first byte")
+    cert_expires_at: datetime | None = Field(description="https: the certificate's notAfter")
+    error: str | None = Field(description="why the probe failed: timeout, refused, tls, ...")
+
+    @classmethod
+    def of(cls, detail: Detail | None) -> DetailOut | None:
+        if detail is None:
+            return None
+        ttfb = None if detail.ttfb_us is None else detail.ttfb_us / 1000
+        return cls(
+            status=detail.status,
+            ttfb_ms=ttfb,
+            cert_expires_at=detail.cert_expires_at,
+            error=detail.error,
+        )
 
 
 class LatestOut(BaseModel):
@@ -36,6 +55,17 @@ class LatestOut(BaseModel):
     stale: bool = Field(
         description=f"active and no result for {STALE_INTERVALS} intervals (as in /health)"
     )
+    address: str | None = Field(
+        description="the IP the newest result was sent to (a name: as resolved then)"
+    )
+    resolve_error: str | None = Field(
+        description="the name does not resolve now (so it is not probed): the newest failure"
+    )
+    resolve_error_at: datetime | None
+    detail: DetailOut | None = Field(
+        description="tcp/http: the newest result's status, time to first byte, certificate"
+        " expiry and error; null when it had none"
+    )
 
     @classmethod
     def of(cls, latest: Latest) -> LatestOut:
@@ -52,6 +82,10 @@ class LatestOut(BaseModel):
             lost=latest.lost,
             age_s=None if latest.age_s is None else round(latest.age_s, 3),
             stale=latest.stale,
+            address=latest.address,
+            resolve_error=latest.resolve_error,
+            resolve_error_at=latest.resolve_ts,
+            detail=DetailOut.of(latest.detail),
         )
 
 

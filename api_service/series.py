@@ -59,8 +59,7 @@ _HOURLY_SQL = """
 
 # Segments inside one bucket are summed here; the few crossing a bucket edge
 # (or the raw hand-over at $3) are shared out in Python.
-_SEGMENT_RANGE = """FROM segments
-    WHERE target_id = $1 AND level = $2 AND start_ts >= $6 AND start_ts < $3 AND end_ts >= $7"""
+_SEGMENT_RANGE = """FROM segments_of($1, $2, $6, $3) WHERE end_ts >= $7"""
 _SEGMENTS_INSIDE_SQL = f"""
     SELECT date_bin($4, start_ts, $5) AS b, sum(count)::int AS count, sum(lost)::int AS lost,
            min(min_us) AS min_us, max(max_us) AS max_us, sum(sum_us)::float8 AS sum_us,
@@ -152,8 +151,7 @@ async def read_tier(
 
 
 _COUNT_SQL = """SELECT count(*) FROM (
-    SELECT 1 FROM segments
-    WHERE target_id = $1 AND level = $2 AND start_ts >= $3 AND start_ts < $4 LIMIT $5) s"""
+    SELECT 1 FROM segments_of($1, $2, $3, $4) LIMIT $5) s"""
 
 
 async def _affordable(

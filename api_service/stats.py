@@ -10,6 +10,15 @@ level still kept there (tier_choice.level_pieces), taking each answered
 segment as `count` pings at its mean (off by at most that level's tolerance,
 since every ping lies inside its segment's envelope).
 
+Those segment figures are reduced in the database, so a month of level 1
+(~18 000 segments) leaves PostgreSQL as a few hundred rows: the means
+grouped on a 0.1 % logarithmic grid with their weights (a percentile is the
+lowest mean of the grid cell it falls in: at most 0.1 % below the exact
+pick, far inside any level's tolerance), and, in time order, only the
+segments a loss run or a hop change can be seen from (lost ones, the first
+answered one after a loss, and those whose hops differ from the one
+before). `exact_segment_figures` reads every segment: the reference.
+
 Availability is the share of pings outside outages, an outage being a loss
 run of at least OUTAGE_PINGS consecutive lost pings; loss % counts every
 lost ping.
@@ -72,9 +81,36 @@ _HOURLY_SQL = """
     FROM hourly_summaries WHERE target_id = $1 AND hour >= $2 AND hour < $3"""
 
 _SEGMENTS_SQL = """
-    SELECT count, lost, sum_us, hops FROM segments
-    WHERE target_id = $1 AND level = $2 AND start_ts >= $3 AND start_ts < $4
-    ORDER BY start_ts"""
+    SELECT count, lost, sum_us, hops FROM segments_of($1, $2, $3, $4) ORDER BY start_ts"""
+
+
+# Cells per e-fold of the mean: neighbouring cells differ by 0.1 %.
+GRID_CELLS = 1000
+# p: the pieces (level, from, to), disjoint and time-ordered. Rows of kind 0:
+# grid cells of answered means (lowest mean, pings); kind 1: in time order,
+# the segments that loss runs and hop changes are read from (each piece's
+# first segment among them, as it has no predecessor there).
+_FIGURES_SQL = f"""
+    WITH p AS (
+        SELECT * FROM unnest($2::smallint[], $3::timestamptz[], $4::timestamptz[])
+            WITH ORDINALITY AS p(level, lo, hi, n)
+    )
+    SELECT 0 AS kind, 0::bigint AS n, NULL::timestamptz AS ts, sum(count)::bigint AS count,
+           0 AS lost, min(sum_us::float8 / count) AS mean_us, NULL::int AS hops
+    FROM p CROSS JOIN LATERAL segments_of($1, p.level, p.lo, p.hi) s WHERE lost = 0
+    GROUP BY floor(ln(greatest(sum_us::float8 / count, 1)) * {GRID_CELLS})
+    UNION ALL
+    SELECT 1, x.n, x.start_ts, x.count, x.lost, NULL, coalesce(x.hops, -1)
+    FROM p CROSS JOIN LATERAL (
+        SELECT p.n, start_ts, count, lost, hops,
+               lag(lost) OVER w AS prev_lost, lag(hops) OVER w AS prev_hops
+        FROM segments_of($1, p.level, p.lo, p.hi)
+        WINDOW w AS (ORDER BY start_ts)
+    ) x
+    WHERE lost <> 0 OR prev_lost IS NULL OR prev_lost <> 0 OR hops IS DISTINCT FROM prev_hops
+    ORDER BY kind, n, ts"""
+
+Pieces = list[tuple[LevelSpec, datetime, datetime]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,42 +123,53 @@ class SegmentFigures:
     outage_pings: int
 
 
+def weighted_percentiles(
+    means: npt.NDArray[np.float64], weights: npt.NDArray[np.int64]
+) -> list[float | None]:
+    """p50, p95, p99: the smallest mean below which at least q of the weight lies. Pure."""
+    order = np.argsort(means, kind="stable")
+    cum = np.cumsum(weights[order])
+    if not len(cum):
+        return [None, None, None]
+    at = np.searchsorted(cum, np.array([0.5, 0.95, 0.99]) * cum[-1], side="left")
+    return [float(means[order][min(i, len(cum) - 1)]) for i in at]
+
+
+def run_figures(lost: npt.NDArray[np.int64], hops: npt.NDArray[np.int64]) -> tuple[int, int, int]:
+    """(hop changes, loss runs, outage pings) of time-ordered segments (hops -1 for none). Pure.
+
+    A loss run is a run of lost segments back to back; hop changes are
+    counted between successive answered segments.
+    """
+    answered = lost == 0
+    seen = hops[answered]
+    is_lost = ~answered
+    starts = is_lost & ~np.concatenate([[False], is_lost[:-1]])
+    run_sizes = np.bincount(np.cumsum(starts)[is_lost], weights=lost[is_lost])[1:]
+    return (
+        int(np.count_nonzero(seen[1:] != seen[:-1])),
+        int(starts.sum()),
+        int(run_sizes[run_sizes >= OUTAGE_PINGS].sum()),
+    )
+
+
 def segment_figures(
     count: npt.NDArray[np.int64],
     lost: npt.NDArray[np.int64],
     sum_us: npt.NDArray[np.float64],
     hops: npt.NDArray[np.int64],
 ) -> SegmentFigures:
-    """Figures of time-ordered segments (hops -1 for none). Pure.
-
-    Percentile q is the smallest segment mean below which at least q of the
-    answered pings lie; a loss run is a run of lost segments back to back.
-    """
+    """Figures of time-ordered segments (hops -1 for none), each answered one
+    taken as `count` pings at its mean. Pure."""
     answered = lost == 0
-    means, weights = sum_us[answered] / count[answered], count[answered]
-    order = np.argsort(means, kind="stable")
-    cum = np.cumsum(weights[order])
-    pct: list[float | None] = [None, None, None]
-    if len(cum):
-        at = np.searchsorted(cum, np.array([0.5, 0.95, 0.99]) * cum[-1], side="left")
-        pct = [float(means[order][min(i, len(cum) - 1)]) for i in at]
-    seen = hops[answered]
-    is_lost = ~answered
-    starts = is_lost & ~np.concatenate([[False], is_lost[:-1]])
-    run_sizes = np.bincount(np.cumsum(starts)[is_lost], weights=lost[is_lost])[1:]
-    return SegmentFigures(
-        p50_us=pct[0],
-        p95_us=pct[1],
-        p99_us=pct[2],
-        hop_changes=int(np.count_nonzero(seen[1:] != seen[:-1])),
-        loss_runs=int(starts.sum()),
-        outage_pings=int(run_sizes[run_sizes >= OUTAGE_PINGS].sum()),
-    )
+    p50, p95, p99 = weighted_percentiles(sum_us[answered] / count[answered], count[answered])
+    return SegmentFigures(p50, p95, p99, *run_figures(lost, hops))
 
 
-async def _segment_figures(
-    conn: asyncpg.Connection, target_id: int, pieces: list[tuple[LevelSpec, datetime, datetime]]
+async def exact_segment_figures(
+    conn: asyncpg.Connection, target_id: int, pieces: Pieces
 ) -> SegmentFigures:
+    """Segment figures from every segment of the pieces: the reference for `segment_figures_of`."""
     rows: list[asyncpg.Record] = []
     for spec, a, b in pieces:
         rows += await conn.fetch(_SEGMENTS_SQL, target_id, spec.level, a, b)
@@ -132,6 +179,30 @@ async def _segment_figures(
         np.fromiter((r[2] for r in rows), np.float64, len(rows)),
         np.fromiter((-1 if r[3] is None else r[3] for r in rows), np.int64, len(rows)),
     )
+
+
+async def segment_figures_of(
+    conn: asyncpg.Connection, target_id: int, pieces: Pieces
+) -> SegmentFigures:
+    """Segment figures reduced in the database (see the module doc), in one query."""
+    rows = await conn.fetch(
+        _FIGURES_SQL,
+        target_id,
+        [spec.level for spec, _, _ in pieces],
+        [a for _, a, _ in pieces],
+        [b for _, _, b in pieces],
+    )
+    cells = [r for r in rows if r["kind"] == 0]
+    seq = rows[len(cells) :]
+    p50, p95, p99 = weighted_percentiles(
+        np.fromiter((r["mean_us"] for r in cells), np.float64, len(cells)),
+        np.fromiter((r["count"] for r in cells), np.int64, len(cells)),
+    )
+    runs = run_figures(
+        np.fromiter((r["lost"] for r in seq), np.int64, len(seq)),
+        np.fromiter((r["hops"] for r in seq), np.int64, len(seq)),
+    )
+    return SegmentFigures(p50, p95, p99, *runs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +281,7 @@ async def stats(
         lo, hi = align_down(lo, HOUR), align_up(hi, HOUR)
         h = await conn.fetchrow(_HOURLY_SQL, target_id, lo, hi)
         pieces = level_pieces(lo, hi, now, ladder)
-        s = await _segment_figures(conn, target_id, pieces) if pieces else None
+        s = await segment_figures_of(conn, target_id, pieces) if pieces else None
     count, lost = int(h["count"]), int(h["lost"])
     answered = count - lost
     stddev = None

@@ -32,6 +32,9 @@ EXACT_COUNT_LIMIT = 5_000_000
 # and packed from 1.08 M pings; segment and hourly rows in steady state, i.e.
 # >= 200 000 rows inserted day after day (the index then settles near 70 % full).
 DEFAULT_BYTES_PER_ROW = {"raw_rows": 84.0, "raw_packed": 3.8, "segment": 164.0, "hourly": 188.0}
+# A segment of a packed level (one row of arrays per target and day), on the
+# jittery WAN series's level 3 (bench/ladder_bench.py): ~261 segments a day share one row.
+DEFAULT_PACKED_SEGMENT_BYTES = 34.0
 # Segments per ping at each level on a whole day of the jittery WAN series
 # (25 ms, sigma 1.5 ms, 1 % spikes, 0.1 % loss) under the default ladder: calm
 # targets cost far less, lossy ones more (docs/storage.md). Levels beyond
@@ -42,9 +45,11 @@ DEFAULT_SEGMENTS_PER_PING = (0.1026, 0.0205, 0.0030)
 @dataclass(frozen=True)
 class TierNow:
     tier: str
-    rows: int
+    rows: int  # segments, hours or pings; for a segment level both forms
     pings: int  # pings the rows stand for
     bytes: int
+    packed_rows: int = 0  # of those, segments held in the packed form
+    packed_bytes: int = 0
 
     @property
     def bytes_per_row(self) -> float | None:
@@ -60,6 +65,7 @@ class LevelConfig:
     level: int
     max_span_s: float
     retention_days: float
+    packed: bool = False  # ended blocks packed into one row (migration 0030)
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,7 @@ class Figures:
     segment_bytes: Figure
     hourly_bytes: Figure
     segments_per_ping: dict[int, Figure] = field(default_factory=dict)
+    packed_segment_bytes: Figure = Figure(DEFAULT_PACKED_SEGMENT_BYTES, "default")
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,10 @@ def figures_from(now: list[TierNow], levels: list[LevelConfig]) -> Figures:
 
     raw, packed, hourly = by["raw_rows"], by["raw_packed"], by["hourly"]
     segs = [by[f"segments_l{lv.level}"] for lv in levels]
-    all_segs = TierNow("segments", sum(s.rows for s in segs), 0, sum(s.bytes for s in segs))
+    row_rows = sum(s.rows - s.packed_rows for s in segs)
+    row_bytes = sum(s.bytes - s.packed_bytes for s in segs)
+    packed_rows = sum(s.packed_rows for s in segs)
+    packed_bytes = sum(s.packed_bytes for s in segs)
     density: dict[int, Figure] = {}
     for i, (lv, seg) in enumerate(zip(levels, segs, strict=True)):
         default = DEFAULT_SEGMENTS_PER_PING[min(i, len(DEFAULT_SEGMENTS_PER_PING) - 1)]
@@ -145,9 +155,16 @@ def figures_from(now: list[TierNow], levels: list[LevelConfig]) -> Figures:
         packed_bytes_per_ping=per(
             packed.pings, packed.bytes_per_ping, DEFAULT_BYTES_PER_ROW["raw_packed"]
         ),
-        segment_bytes=per(all_segs.rows, all_segs.bytes_per_row, DEFAULT_BYTES_PER_ROW["segment"]),
+        segment_bytes=per(
+            row_rows, row_bytes / row_rows if row_rows else None, DEFAULT_BYTES_PER_ROW["segment"]
+        ),
         hourly_bytes=per(hourly.rows, hourly.bytes_per_row, DEFAULT_BYTES_PER_ROW["hourly"]),
         segments_per_ping=density,
+        packed_segment_bytes=per(
+            packed_rows,
+            packed_bytes / packed_rows if packed_rows else None,
+            DEFAULT_PACKED_SEGMENT_BYTES,
+        ),
     )
 
 
@@ -188,14 +205,11 @@ def project(
             pings_per_day * figures.segments_per_ping[lv.level].value,
             targets * DAY_S / lv.max_span_s,
         )
-        rest.append(
-            TierProjection(
-                f"segments_l{lv.level}",
-                days,
-                per_day * days,
-                per_day * days * figures.segment_bytes.value,
-            )
-        )
+        # A packed level keeps only its unended block as rows.
+        row_days = min(days, lv.max_span_s / DAY_S) if lv.packed else days
+        cost = per_day * row_days * figures.segment_bytes.value
+        cost += per_day * (days - row_days) * figures.packed_segment_bytes.value
+        rest.append(TierProjection(f"segments_l{lv.level}", days, per_day * days, cost))
     hourly_days = min(horizon, ladder.hourly_retention_days)
     hours = targets * 24 * hourly_days
     rest.append(TierProjection("hourly", hourly_days, hours, hours * figures.hourly_bytes.value))
@@ -221,10 +235,14 @@ async def load_ladder(conn: asyncpg.Connection) -> Ladder:
     cfg = await conn.fetchrow(
         "SELECT pack_after, raw_retention, hourly_retention FROM ladder_settings"
     )
-    levels = await conn.fetch("SELECT level, max_span, retention FROM ladder_levels ORDER BY level")
+    levels = await conn.fetch(
+        "SELECT level, max_span, retention, packed FROM ladder_levels ORDER BY level"
+    )
     return Ladder(
         levels=[
-            LevelConfig(r["level"], r["max_span"].total_seconds(), _days(r["retention"]))
+            LevelConfig(
+                r["level"], r["max_span"].total_seconds(), _days(r["retention"]), r["packed"]
+            )
             for r in levels
         ],
         pack_after_days=_days(cfg["pack_after"]),
@@ -274,7 +292,15 @@ async def measure(conn: asyncpg.Connection, levels: list[LevelConfig]) -> list[T
             tiers.append(TierNow(table, 0, 0, 0))  # created by the next ladder round
             continue
         rows, n = await _count(conn, table, "count")
-        tiers.append(TierNow(table, rows, n, await _bytes(conn, table)))
+        size = await _bytes(conn, table)
+        packed = f"segments_packed_l{lv.level}"
+        if await conn.fetchval("SELECT to_regclass($1)", packed) is None:
+            tiers.append(TierNow(table, rows, n, size))
+            continue
+        _, k_pings = await _count(conn, packed, "pings")
+        _, k_segs = await _count(conn, packed, "n")
+        k_size = await _bytes(conn, packed)
+        tiers.append(TierNow(table, rows + k_segs, n + k_pings, size + k_size, k_segs, k_size))
     rows, n = await _count(conn, "hourly_summaries", "count")
     tiers.append(TierNow("hourly", rows, n, await _bytes(conn, "hourly_summaries")))
     return tiers

@@ -11,8 +11,10 @@ loads one full day of `--day-targets` targets of each series, rolls it up and
 reports the contraction ratio (pings per segment) of every level per series;
 measures the steady-state bytes of a segment and an hourly row on >= 200 000
 copies of the rows just built (a few hundred rows are mostly page overhead);
-and projects the default ladder for 300 targets at 1 s over 5 years for each
-fleet shape with api_service/storage.py. Drops the database at the end.
+measures the packed form of the packed levels the same way per series (one
+row per target-day, copied day after day); and projects the default ladder
+for 300 targets at 1 s over 5 years for each fleet shape with
+api_service/storage.py. Drops the database at the end.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api_service.storage import Figure, Figures, load_ladder, project
+from api_service.storage import Figure, Figures, Ladder, load_ladder, project
 from shared.migrate import create_database_if_missing, migrate
 from shared.settings import Settings
 
@@ -224,7 +226,8 @@ async def bench(dsn: str, targets: int, day_targets: int, seed: int) -> None:
         "segment": seg_bytes,
         "hourly": hourly_bytes,
     }
-    await projections(conn, figures, density)
+    packed_cost = await packed_segment_bytes(conn)
+    await projections(conn, figures, density, packed_cost)
     await conn.close()
 
 
@@ -284,13 +287,72 @@ async def steady_bytes(conn: asyncpg.Connection, table: str, ts: str, ts2: str |
     return float(size) / (have * copies)
 
 
+async def packed_segment_bytes(conn: asyncpg.Connection) -> dict[str, dict[int, float]]:
+    """Steady-state bytes per segment of each packed level and series (days copied day by day)."""
+    await timed(
+        "pack the ended days of the packed levels",
+        lambda: conn.fetchval("SELECT ladder_pack_segments(1000000)"),
+        {},
+    )
+    packed = [r[0] for r in await conn.fetch("SELECT level FROM ladder_levels WHERE packed")]
+    cost: dict[str, dict[int, float]] = {kind: {} for kind in KINDS}
+    print("packed segments: bytes per segment (one row per target-day, heap + TOAST + index)")
+    for k, kind in enumerate(KINDS):
+        for level in packed:
+            where = f"level = {level} AND target_id / 1000 = {100 + k}"
+            have = await conn.fetchval(f"SELECT sum(n) FROM segments_packed WHERE {where}")
+            if not have:
+                continue
+            copies = -(-STEADY_ROWS // have)
+            await conn.execute(
+                f"CREATE TABLE steady (LIKE segments_packed_l{level} INCLUDING ALL)"
+                " WITH (toast_tuple_target = 128)"
+            )
+            await conn.execute(
+                "INSERT INTO steady SELECT target_id, level, block_start + d * interval '1 day',"
+                " n, pings, last_end + d * interval '1 day', start_off, dur, count, lost,"
+                " min_us, max_us, sum_us, sumsq_us, hops, ttl"
+                f" FROM segments_packed, generate_series(0, {copies - 1}) d WHERE {where}"
+                " ORDER BY d, target_id"
+            )
+            await conn.execute("VACUUM ANALYZE steady")
+            size = await conn.fetchval("SELECT pg_total_relation_size('steady')")
+            await conn.execute("DROP TABLE steady")
+            cost[kind][level] = float(size) / (have * copies)
+            print(f"  level {level} {kind:<5} {cost[kind][level]:7.1f} B/segment")
+    return cost
+
+
+def _mixed_packed_cost(
+    mix: dict[str, float],
+    density: dict[str, dict[int, float]],
+    packed: dict[str, dict[int, float]],
+    ladder: Ladder,
+) -> float:
+    """B/segment of the packed levels for a fleet mix, weighted by the segments kept."""
+    weights = {
+        (k, lv.level): w * density[k][lv.level] * lv.retention_days
+        for k, w in mix.items()
+        for lv in ladder.levels
+        if lv.packed and lv.level in packed[k]
+    }
+    total = sum(weights.values())
+    return sum(w * packed[k][lv] for (k, lv), w in weights.items()) / total if total else 0.0
+
+
 async def projections(
-    conn: asyncpg.Connection, cost: dict[str, float], density: dict[str, dict[int, float]]
+    conn: asyncpg.Connection,
+    cost: dict[str, float],
+    density: dict[str, dict[int, float]],
+    packed: dict[str, dict[int, float]],
 ) -> None:
     """The default ladder at the user's scale for each fleet shape, and a variant."""
     ladder = await load_ladder(conn)
     variants = {
         "default ladder": ladder,
+        "nothing packed (every segment a row)": replace(
+            ladder, levels=[replace(lv, packed=False) for lv in ladder.levels]
+        ),
         "level 1 kept as long as raw": replace(
             ladder,
             levels=[
@@ -322,6 +384,7 @@ async def projections(
                 Figure(cost["segment"], "bench"),
                 Figure(cost["hourly"], "bench"),
                 per_ping,
+                Figure(_mixed_packed_cost(mix, density, packed, variant), "bench"),
             )
             p = project(variant, figures, PROJECT_TARGETS, 1.0, PROJECT_YEARS)
             tiers = " ".join(f"{t.tier} {t.bytes / 1e9:.2f}" for t in p.tiers)

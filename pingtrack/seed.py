@@ -2,9 +2,10 @@
 
 Each age goes where the ladder would keep it: raw pings (row form) only
 inside the raw window, level-1 segments for their retention, level 2 and
-hourly summaries beyond. Rows go in with binary COPY built from numpy
-arrays; the (target, hour) marks the insert trigger leaves for the raw
-window are cleared, since the tiers for those hours are written too.
+hourly summaries beyond; ended days of the packed levels in packed form.
+Rows go in with binary COPY built from numpy arrays; the (target, hour)
+marks the insert trigger leaves for the raw window are cleared, since the
+tiers for those hours are written too.
 Seeded targets are created `stopped` (history kept, never pinged) with
 addresses from 198.18.0.0/15, the benchmarking range.
 """
@@ -153,6 +154,9 @@ async def write_history(
             n = await _copy(conn, "seed_segments", _SEGMENT_COLS, data, int(keep.sum()))
             report.count(f"segments_l{level}", n)
         await conn.execute("INSERT INTO segments SELECT * FROM seed_segments")
+        # Ended days of the packed levels go packed, as the ladder leaves them.
+        while await conn.fetchval("SELECT ladder_pack_segments(5000, $1)", target_id):
+            pass
         keep = np.asarray(h.hourly["hour"], np.int64) >= cut["hourly"]
         hourly: dict[str, npt.ArrayLike] = {k: v[keep] for k, v in h.hourly.items()}
         hourly["target_id"] = target_id

@@ -109,17 +109,32 @@ async def test_latest_of_three_thousand_targets_is_one_fast_query(
     own: tuple[httpx.AsyncClient, asyncpg.Pool],
 ) -> None:
     client, pool = own
+    # A thousand each of IPs, hostnames and URLs.
     await pool.execute(
         "INSERT INTO targets (address, interval_ms, timeout_ms)"
-        " SELECT ('127.88.0.0'::inet + n), 1000, 500 FROM generate_series(1, 3000) n"
+        " SELECT ('127.88.0.0'::inet + n), 1000, 500 FROM generate_series(1, 1000) n;"
+        "INSERT INTO targets (hostname, interval_ms, timeout_ms)"
+        " SELECT 'h' || n || '.lab.test', 1000, 500 FROM generate_series(1, 1000) n;"
+        "INSERT INTO targets (kind, url, interval_ms, timeout_ms)"
+        " SELECT 'http', 'http://u' || n || '.lab.test/', 1000, 500"
+        " FROM generate_series(1, 1000) n"
     )
-    # Ten results each, the newest one second ago.
+    # Ten results each, the newest one second ago; names resolved before them,
+    # and every http result with its details.
     await pool.execute(
         "INSERT INTO pings (target_id, ts, rtt_us, ttl, hops)"
         " SELECT t.id, now() - make_interval(secs => k), 1000 + k, 64, 0"
-        " FROM targets t, generate_series(1, 10) k"
+        " FROM targets t, generate_series(1, 10) k;"
+        "INSERT INTO target_addresses (target_id, ts, address)"
+        " SELECT id, now() - interval '1 minute', '127.89.0.1' FROM targets"
+        " WHERE address IS NULL;"
+        "INSERT INTO probe_details (target_id, ts, status, ttfb_us)"
+        " SELECT p.target_id, p.ts, 200, 900 FROM pings p JOIN targets t ON t.id = p.target_id"
+        " WHERE t.kind = 'http'"
     )
-    await pool.execute("ANALYZE targets; ANALYZE pings")
+    await pool.execute(
+        "ANALYZE targets; ANALYZE pings; ANALYZE target_addresses; ANALYZE probe_details"
+    )
     await client.get("/results/latest")  # warm the plan cache and the pages
     timings = []
     for _ in range(3):
@@ -129,6 +144,81 @@ async def test_latest_of_three_thousand_targets_is_one_fast_query(
     body = response.json()
     assert body["count"] == 3000
     assert {item["rtt_ms"] for item in body["items"]} == {1.001}
+    assert all(item["address"] for item in body["items"])
+    assert sum(item["detail"] is not None for item in body["items"]) == 1000
     best = min(timings)
     print(f"GET /results/latest over 3000 targets: {best * 1000:.0f} ms")
     assert best < 1.0, f"latest of 3000 targets took {best:.3f}s"
+
+
+async def _named(pool: asyncpg.Pool, kind: str, column: str, value: str, **extra: object) -> int:
+    """An active target probed by name (hostname or URL), last changed 10 min ago."""
+    port = extra.get("port")
+    target_id: int = await pool.fetchval(
+        f"INSERT INTO targets (kind, {column}, port, interval_ms, timeout_ms, updated_at)"
+        " VALUES ($1, $2, $3, 1000, 500, now() - interval '10 minutes') RETURNING id",
+        kind,
+        value,
+        port,
+    )
+    return target_id
+
+
+async def _resolved(pool: asyncpg.Pool, target_id: int, ago_s: float, address: str | None) -> None:
+    await pool.execute(
+        "INSERT INTO target_addresses (target_id, ts, address, error)"
+        " VALUES ($1, now() - make_interval(secs => $2), $3::inet, $4)",
+        target_id,
+        ago_s,
+        address,
+        None if address else "NXDOMAIN",
+    )
+
+
+async def test_latest_shows_the_address_probed_why_a_name_fails_and_probe_details(
+    own: tuple[httpx.AsyncClient, asyncpg.Pool],
+) -> None:
+    client, pool = own
+    moved = await _named(pool, "icmp", "hostname", "moved.lab.test")
+    await _resolved(pool, moved, 60, "127.0.0.7")
+    await _ping(pool, moved, 40, 900)
+    await _resolved(pool, moved, 30, "127.0.0.8")  # moved: the newest result went to .8
+    await _ping(pool, moved, 1, 800)
+    gone = await _named(pool, "icmp", "hostname", "gone.lab.test")
+    await _resolved(pool, gone, 120, "127.0.0.9")
+    await _ping(pool, gone, 100, 700)
+    await _resolved(pool, gone, 90, None)  # no longer resolves: not probed since
+    web = await _named(pool, "http", "url", "https://web.lab.test/health")
+    await _resolved(pool, web, 60, "127.0.0.10")
+    await _ping(pool, web, 1, 25_000)
+    await pool.execute(
+        "INSERT INTO probe_details (target_id, ts, status, ttfb_us, cert_expires_at, error)"
+        " SELECT $1, ts, 503, 12500, '2030-01-02T03:04:05Z', 'status' FROM pings"
+        " WHERE target_id = $1",
+        web,
+    )
+    port = await _named(pool, "tcp", "hostname", "db.lab.test", port=5432)
+    await _resolved(pool, port, 60, "127.0.0.11")
+    await _ping(pool, port, 1, 300)  # a plain success has no detail row
+    ip = await _target(pool, "192.0.2.7", "active", 600)
+    await _ping(pool, ip, 1, 500)
+
+    by_id = {i["id"]: i for i in (await client.get("/results/latest")).json()["items"]}
+    assert (by_id[moved]["address"], by_id[moved]["resolve_error"]) == ("127.0.0.8", None)
+    assert by_id[moved]["target"] == "moved.lab.test" and by_id[moved]["detail"] is None
+    assert (by_id[gone]["address"], by_id[gone]["resolve_error"]) == ("127.0.0.9", "NXDOMAIN")
+    assert by_id[gone]["stale"] is True and by_id[gone]["resolve_error_at"] is not None
+    assert by_id[web]["address"] == "127.0.0.10"
+    assert by_id[web]["detail"] == {
+        "status": 503,
+        "ttfb_ms": 12.5,
+        "cert_expires_at": "2030-01-02T03:04:05Z",
+        "error": "status",
+    }
+    assert (by_id[port]["address"], by_id[port]["detail"]) == ("127.0.0.11", None)
+    assert (by_id[ip]["address"], by_id[ip]["resolve_error"]) == ("192.0.2.7", None)
+
+    one = (await client.get(f"/targets/{gone}/latest")).json()
+    assert (one["resolve_error"], one["stale"]) == ("NXDOMAIN", True)
+    stale = (await client.get("/health")).json()["stale_targets"]["items"]
+    assert [(t["id"], t["resolve_error"]) for t in stale] == [(gone, "NXDOMAIN")]

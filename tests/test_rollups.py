@@ -64,9 +64,23 @@ async def roll_up(conn: asyncpg.Connection) -> None:
         pass
 
 
+async def pack_segments(conn: asyncpg.Connection, target: int) -> int:
+    """Packs the target's ended blocks of the packed levels; returns the blocks packed."""
+    packed = 0
+    while n := await conn.fetchval("SELECT ladder_pack_segments(5000, $1)", target):
+        packed += n
+    return packed
+
+
+async def row_form_levels(conn: asyncpg.Connection, target: int) -> set[int]:
+    rows = await conn.fetch("SELECT DISTINCT level FROM segments WHERE target_id = $1", target)
+    return {r["level"] for r in rows}
+
+
 async def segments_of(conn: asyncpg.Connection, target: int, level: int) -> list[Segment]:
+    """Both forms, as every reader sees them (segments_of in SQL)."""
     rows = await conn.fetch(
-        "SELECT * FROM segments WHERE target_id = $1 AND level = $2 ORDER BY start_ts",
+        "SELECT * FROM segments_of($1, $2, '-infinity', 'infinity') ORDER BY start_ts",
         target,
         level,
     )
@@ -142,6 +156,10 @@ def test_sql_segments_equal_the_reference_on_random_series(
             got = await ladder_of(conn, target)
             assert got == build_ladder(pings, tolerances)
             assert_ladder_invariants(pings, tolerances, got)
+            # The packed form of the long-lived levels reads back the same rows.
+            assert await pack_segments(conn, target) > 0
+            assert await row_form_levels(conn, target) == {1}
+            assert await ladder_of(conn, target) == got
         finally:
             await conn.close()
 
@@ -190,6 +208,20 @@ async def test_rollup_twice_and_concurrently_gives_the_same_rows(
     await roll_up(conn)
     assert await ladder_of(conn, target) == first
     assert await hourly_of(conn, target) == first_hourly
+    # Packed, a rebuild of level 3 reads packed level 2, and re-packing changes nothing.
+    assert await pack_segments(conn, target) == 4  # levels 2 and 3, two days each
+    day = ts_of(first[2][0].start_us).replace(hour=0, minute=0, second=0, microsecond=0)
+    await conn.execute(
+        "SELECT ladder_build_segments(3::smallint, $1::bigint, $2::timestamptz,"
+        " $2 + interval '1 day')",
+        target,
+        day,
+    )
+    assert await row_form_levels(conn, target) == {1, 3}
+    assert await ladder_of(conn, target) == first
+    assert await pack_segments(conn, target) == 1
+    assert await pack_segments(conn, target) == 0
+    assert await ladder_of(conn, target) == first
 
 
 async def test_late_data_after_rollup_and_packing_ends_as_if_on_time(
@@ -202,8 +234,13 @@ async def test_late_data_after_rollup_and_packing_ends_as_if_on_time(
     await insert(conn, late, pings[:1500] + pings[2400:])
     await roll_up(conn)
     assert await conn.fetchval("SELECT ladder_pack(10)") > 0
+    assert await pack_segments(conn, late) > 0 and await pack_segments(conn, on_time) > 0
     await insert(conn, late, held_back)  # lands in row form beside the packed blocks
     await roll_up(conn)
+    assert await row_form_levels(conn, late) == {1, 2, 3}  # the day was rebuilt as rows
+    assert await ladder_of(conn, late) == await ladder_of(conn, on_time)
+    assert await pack_segments(conn, late) > 0  # and is packed again
+    assert await row_form_levels(conn, late) == {1}
     assert await ladder_of(conn, late) == await ladder_of(conn, on_time)
     assert await hourly_of(conn, late) == await hourly_of(conn, on_time)
     await conn.fetchval("SELECT ladder_pack(10)")  # merges the late rows into their blocks
@@ -263,6 +300,7 @@ async def test_retention_drops_what_expired_and_nothing_else(conn: asyncpg.Conne
         await roll_up(conn)
         await conn.execute("UPDATE ladder_settings SET raw_retention = DEFAULT")
     await conn.fetchval("SELECT ladder_pack(200)")
+    assert await pack_segments(conn, target) == 2 * len(ages)  # levels 2 and 3, a day per age
     await conn.fetchval("SELECT ladder_retention()")
     today = datetime.now(UTC).date()
     days = {r["day"] for r in await conn.fetch("SELECT day FROM ladder_ping_partitions()")}

@@ -59,8 +59,8 @@ async def test_each_age_is_in_its_tier(seeded: SeedReport, pool: asyncpg.Pool) -
         levels = {
             r["level"]: r
             for r in await conn.fetch(
-                "SELECT level, min(start_ts) AS lo, sum(count) AS n FROM segments"
-                " WHERE target_id = $1 GROUP BY level",
+                "SELECT s.level, min(s.start_ts) AS lo, sum(s.count) AS n FROM ladder_levels l,"
+                " segments_of($1, l.level, '-infinity', 'infinity') s GROUP BY s.level",
                 target,
             )
         }
@@ -70,6 +70,12 @@ async def test_each_age_is_in_its_tier(seeded: SeedReport, pool: asyncpg.Pool) -
         retentions = dict(await conn.fetch("SELECT level, retention FROM ladder_levels"))
         dirty = await conn.fetchval(
             "SELECT count(*) FROM ladder_dirty WHERE target_id = $1", target
+        )
+        row_form_days = await conn.fetchval(  # of the packed levels: only days not ended
+            "SELECT count(DISTINCT (level, date_bin('1 day', start_ts, '2000-01-01')))"
+            " FROM segments WHERE target_id = $1 AND level IN"
+            " (SELECT level FROM ladder_levels WHERE packed)",
+            target,
         )
     assert raw["lo"] == END - RAW and raw["hi"] == END - timedelta(seconds=1)
     assert raw["n"] == RAW.total_seconds()
@@ -82,6 +88,7 @@ async def test_each_age_is_in_its_tier(seeded: SeedReport, pool: asyncpg.Pool) -
             assert END - timedelta(hours=hours) < levels[level]["lo"]
             assert datetime.now(UTC) - retention - levels[level]["lo"] < timedelta(hours=25)
     assert dirty == 0
+    assert row_form_days <= 2  # at most the unended day of levels 2 and 3
 
 
 @pytest.mark.parametrize("tier", ["segments_l1", "segments_l2", "segments_l3", "hourly"])

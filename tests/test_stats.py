@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from api_service import stats as st
+from api_service.history import load_ladder
+from api_service.tier_choice import level_pieces
 from shared.settings import Settings
 from tests.api_client import api_client
 from tests.history_data import (
@@ -153,3 +155,39 @@ def test_segment_figures_weigh_means_by_pings_and_join_lost_segments() -> None:
     assert (got.loss_runs, got.outage_pings, got.hop_changes) == (2, 5, 1)
     none = st.segment_figures(*(np.array([], dtype=np.int64),) * 4)
     assert none.p50_us is None and none.loss_runs == 0
+
+
+async def test_figures_reduced_in_the_database_match_every_segment_read(
+    data: Laddered, pool: asyncpg.Pool
+) -> None:
+    now = datetime.now(UTC)
+    async with pool.acquire() as conn:
+        ladder = await load_ladder(conn)
+        pieces = level_pieces(data.start, data.end, now, ladder)
+        exact = await st.exact_segment_figures(conn, data.target_id, pieces)
+        fast = await st.segment_figures_of(conn, data.target_id, pieces)
+    assert (fast.hop_changes, fast.loss_runs, fast.outage_pings) == (
+        exact.hop_changes,
+        exact.loss_runs,
+        exact.outage_pings,
+    )
+    assert (exact.hop_changes, exact.loss_runs, exact.outage_pings) == (1, 1, LOSS_LEN)
+    spec = pieces[0][0]
+    for key in ("p50_us", "p95_us", "p99_us"):
+        a, b = getattr(exact, key), getattr(fast, key)
+        # the grid cell's lowest mean: at most one cell (0.1 %) below the exact pick
+        assert a * (1 - 1.001 / st.GRID_CELLS) <= b <= a, key
+        assert abs(a - b) <= max(spec.abs_tolerance_us, spec.rel_tolerance * a), key
+
+
+def test_weighted_percentiles_pick_the_smallest_mean_holding_each_share() -> None:
+    means = np.array([30.0, 10.0, 20.0])
+    weights = np.array([2, 93, 5])
+    assert st.weighted_percentiles(means, weights) == [10.0, 20.0, 30.0]
+    assert st.weighted_percentiles(np.array([]), np.array([], dtype=np.int64)) == [None] * 3
+
+
+def test_run_figures_skip_lost_segments_between_hop_comparisons() -> None:
+    lost = np.array([0, 4, 0, 0, 1, 0])
+    hops = np.array([7, -1, 7, 8, -1, 8])
+    assert st.run_figures(lost, hops) == (1, 2, 4)

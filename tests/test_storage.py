@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -60,6 +61,22 @@ def test_a_segment_level_costs_at_least_one_row_per_block() -> None:
     assert by["raw_packed"].retention_days == 12
 
 
+def test_packed_level_costs_rows_for_its_open_block_and_packed_for_the_rest() -> None:
+    packed = Ladder(
+        levels=[LevelConfig(1, 3600, 90), LevelConfig(2, 86400, 1825, packed=True)],
+        pack_after_days=1,
+        raw_retention_days=14,
+        hourly_retention_days=1825,
+    )
+    figures = replace(FIGURES, packed_segment_bytes=Figure(30, "default"))
+    by = {t.tier: t for t in project(packed, figures, targets=300, interval_s=1, years=5).tiers}
+    per_day = 300 * DAY_S * 0.001
+    assert by["segments_l2"].rows == pytest.approx(per_day * 1825)
+    assert by["segments_l2"].bytes == pytest.approx(per_day * (1 * 100 + 1824 * 30))
+    plain = {t.tier: t for t in project(LADDER, figures, targets=300, interval_s=1, years=5).tiers}
+    assert plain["segments_l1"].bytes == by["segments_l1"].bytes
+
+
 @pytest.mark.parametrize(
     ("targets", "interval_s", "years"), [(0, 1, 5), (300, 0.01, 5), (300, 1, 0), (300, 1, 101)]
 )
@@ -98,6 +115,7 @@ async def rolled_up(pool: asyncpg.Pool) -> None:
         while await conn.fetchval("SELECT ladder_rollup()"):
             pass
         assert await conn.fetchval("SELECT ladder_pack(10)") >= 3600
+        assert await conn.fetchval("SELECT ladder_pack_segments(5000, $1)", target) == 4
     recent = datetime.now(UTC) - timedelta(hours=2)  # stays in row form (not settled a day)
     await pool.copy_records_to_table(
         "pings",
@@ -120,6 +138,11 @@ async def test_storage_measures_every_tier_and_scales_with_targets(
         assert tier["rows"] > 0 and tier["bytes"] > 0, tier
     assert now["raw_packed"]["bytes_per_ping"] < now["raw_rows"]["bytes_per_ping"]
     assert now["segments_l1"]["pings"] >= 3 * 3600
+    for level in ("segments_l2", "segments_l3"):  # two ended days, packed
+        tier = now[level]
+        assert tier["pings"] >= 3 * 3600 and 0 < tier["packed_rows"] <= tier["rows"], tier
+        assert 0 < tier["packed_bytes"] < tier["bytes"], tier
+    assert now["segments_l1"]["packed_rows"] == 0
     assert body["now"]["total_bytes"] == sum(t["bytes"] for t in now.values())
 
     double = (await client.get("/storage", params={"targets": 600})).json()["projection"]
