@@ -128,11 +128,29 @@ async def migrate_database(dsn: str, directory: Path, days_ahead: int = 7) -> li
 
 
 async def drop_database(dsn: str) -> None:
-    """Drop the database the DSN names, closing its sessions (scratch databases)."""
+    """Drop the database the DSN names, closing its sessions, with its pg_cron jobs
+    (scratch databases of tests and benchmarks)."""
     maintenance, name = _with_database(dsn, "postgres")
     _check_name(name)
     conn = await asyncpg.connect(maintenance)
     try:
+        cron_db: str | None = await conn.fetchval(
+            "SELECT current_setting('cron.database_name', true)"
+        )
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+    if cron_db and cron_db != name:
+        await _unschedule_jobs_of(dsn_for_database(dsn, cron_db), name)
+
+
+async def _unschedule_jobs_of(cron_dsn: str, database: str) -> None:
+    """pg_cron keeps a dropped database's jobs and fails them every minute: remove them."""
+    conn = await asyncpg.connect(cron_dsn)
+    try:
+        if await conn.fetchval("SELECT to_regclass('cron.job')") is not None:
+            await conn.execute(
+                "SELECT cron.unschedule(jobid) FROM cron.job WHERE database = $1", database
+            )
     finally:
         await conn.close()

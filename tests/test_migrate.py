@@ -1,3 +1,4 @@
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -52,3 +53,24 @@ async def test_failed_migration_leaves_nothing_behind(tmp_path: Path, database_u
     finally:
         await conn.execute("DROP SCHEMA mig_test CASCADE")
         await conn.close()
+
+
+async def test_dropping_a_database_removes_its_pg_cron_jobs(database_url: str) -> None:
+    from shared.ladder import schedule_ladder_for
+    from shared.migrate import drop_database, dsn_for_database, migrate_database
+
+    scratch = dsn_for_database(database_url, f"pt_drop_{uuid.uuid4().hex[:8]}")
+    await migrate_database(scratch, Settings().migrations_dir)
+    scheduled = await schedule_ladder_for(scratch)
+    if scheduled.warning is not None:
+        await drop_database(scratch)
+        pytest.skip(f"pg_cron unavailable: {scheduled.warning}")
+    assert scheduled.cron_database is not None
+    cron = await asyncpg.connect(dsn_for_database(database_url, scheduled.cron_database))
+    try:
+        jobs = "SELECT count(*) FROM cron.job WHERE database = $1"
+        assert await cron.fetchval(jobs, scheduled.database) == 1
+        await drop_database(scratch)
+        assert await cron.fetchval(jobs, scheduled.database) == 0
+    finally:
+        await cron.close()
