@@ -33,7 +33,8 @@ EXACT_COUNT_LIMIT = 5_000_000
 # >= 200 000 rows inserted day after day (the index then settles near 70 % full).
 DEFAULT_BYTES_PER_ROW = {"raw_rows": 84.0, "raw_packed": 3.8, "segment": 164.0, "hourly": 188.0}
 # A segment of a packed level (one row of arrays per target and day), on the
-# jittery WAN series's level 3 (bench/ladder_bench.py): ~261 segments a day share one row.
+# jittery WAN series (bench/ladder_bench.py): 34.2 B at level 3 (~261 segments
+# a day share one row), 31.7 B at level 1 (~8 900), 33.4 B weighed by what is kept.
 DEFAULT_PACKED_SEGMENT_BYTES = 34.0
 # Segments per ping at each level on a whole day of the jittery WAN series
 # (25 ms, sigma 1.5 ms, 1 % spikes, 0.1 % loss) under the default ladder: calm
@@ -65,7 +66,12 @@ class LevelConfig:
     level: int
     max_span_s: float
     retention_days: float
-    packed: bool = False  # ended blocks packed into one row (migration 0030)
+    packed: bool = False  # ended days packed into one row (migrations 0030, 0031)
+
+    @property
+    def pack_span_s(self) -> float:
+        """The unit packed into one row: the level's block, at least a day."""
+        return max(self.max_span_s, DAY_S)
 
 
 @dataclass(frozen=True)
@@ -205,8 +211,8 @@ def project(
             pings_per_day * figures.segments_per_ping[lv.level].value,
             targets * DAY_S / lv.max_span_s,
         )
-        # A packed level keeps only its unended block as rows.
-        row_days = min(days, lv.max_span_s / DAY_S) if lv.packed else days
+        # A packed level keeps only its unended day (or longer block) as rows.
+        row_days = min(days, lv.pack_span_s / DAY_S) if lv.packed else days
         cost = per_day * row_days * figures.segment_bytes.value
         cost += per_day * (days - row_days) * figures.packed_segment_bytes.value
         rest.append(TierProjection(f"segments_l{lv.level}", days, per_day * days, cost))

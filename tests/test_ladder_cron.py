@@ -73,7 +73,7 @@ async def test_migrate_schedules_one_job_that_runs_the_ladder(
         )
         await conn.execute(jobs[0]["command"])  # exactly what pg_cron runs in that database
         counts = await conn.fetchrow(
-            "SELECT (SELECT sum(count) FROM segments WHERE level = 1) AS level1,"
+            "SELECT (SELECT sum(count) FROM segments_of(1, 1, '-infinity', 'infinity')) AS level1,"
             " (SELECT sum(count) FROM hourly_summaries) AS hourly,"
             " (SELECT count(*) FROM ladder_dirty) AS dirty"
         )

@@ -77,6 +77,15 @@ async def row_form_levels(conn: asyncpg.Connection, target: int) -> set[int]:
     return {r["level"] for r in rows}
 
 
+async def packed_units(conn: asyncpg.Connection, target: int) -> list[tuple[object, ...]]:
+    rows = await conn.fetch(
+        "SELECT level, block_start, n, pings FROM segments_packed WHERE target_id = $1"
+        " ORDER BY level, block_start",
+        target,
+    )
+    return [tuple(r.values()) for r in rows]
+
+
 async def segments_of(conn: asyncpg.Connection, target: int, level: int) -> list[Segment]:
     """Both forms, as every reader sees them (segments_of in SQL)."""
     rows = await conn.fetch(
@@ -156,9 +165,9 @@ def test_sql_segments_equal_the_reference_on_random_series(
             got = await ladder_of(conn, target)
             assert got == build_ladder(pings, tolerances)
             assert_ladder_invariants(pings, tolerances, got)
-            # The packed form of the long-lived levels reads back the same rows.
+            # The packed form of every level reads back the same rows.
             assert await pack_segments(conn, target) > 0
-            assert await row_form_levels(conn, target) == {1}
+            assert await row_form_levels(conn, target) == set()
             assert await ladder_of(conn, target) == got
         finally:
             await conn.close()
@@ -209,7 +218,7 @@ async def test_rollup_twice_and_concurrently_gives_the_same_rows(
     assert await ladder_of(conn, target) == first
     assert await hourly_of(conn, target) == first_hourly
     # Packed, a rebuild of level 3 reads packed level 2, and re-packing changes nothing.
-    assert await pack_segments(conn, target) == 4  # levels 2 and 3, two days each
+    assert await pack_segments(conn, target) == 6  # three levels, two days each
     day = ts_of(first[2][0].start_us).replace(hour=0, minute=0, second=0, microsecond=0)
     await conn.execute(
         "SELECT ladder_build_segments(3::smallint, $1::bigint, $2::timestamptz,"
@@ -217,7 +226,7 @@ async def test_rollup_twice_and_concurrently_gives_the_same_rows(
         target,
         day,
     )
-    assert await row_form_levels(conn, target) == {1, 3}
+    assert await row_form_levels(conn, target) == {3}
     assert await ladder_of(conn, target) == first
     assert await pack_segments(conn, target) == 1
     assert await pack_segments(conn, target) == 0
@@ -237,15 +246,49 @@ async def test_late_data_after_rollup_and_packing_ends_as_if_on_time(
     assert await pack_segments(conn, late) > 0 and await pack_segments(conn, on_time) > 0
     await insert(conn, late, held_back)  # lands in row form beside the packed blocks
     await roll_up(conn)
-    assert await row_form_levels(conn, late) == {1, 2, 3}  # the day was rebuilt as rows
+    assert await row_form_levels(conn, late) == {1, 2, 3}  # the days were rebuilt as rows
+    assert await packed_units(conn, late) == []
     assert await ladder_of(conn, late) == await ladder_of(conn, on_time)
-    assert await pack_segments(conn, late) > 0  # and is packed again
-    assert await row_form_levels(conn, late) == {1}
+    assert await pack_segments(conn, late) == 6  # and are packed again
+    assert await row_form_levels(conn, late) == set()
+    assert await packed_units(conn, late) == await packed_units(conn, on_time)
     assert await ladder_of(conn, late) == await ladder_of(conn, on_time)
     assert await hourly_of(conn, late) == await hourly_of(conn, on_time)
     await conn.fetchval("SELECT ladder_pack(10)")  # merges the late rows into their blocks
     assert await raw_of(conn, late) == pings
     assert await conn.fetchval("SELECT count(*) FROM pings WHERE target_id = $1", late) == 0
+
+
+async def test_late_data_into_an_hour_of_a_packed_day_rebuilds_only_that_hour(
+    conn: asyncpg.Connection, tolerances: list[Tolerance]
+) -> None:
+    pings = steady_hour(days_ago_midnight_us(7) + 3_600_000_000, n=3 * 3600)
+    on_time, late = new_target(), new_target()
+    held_back = pings[5000:5600]  # ten minutes of the middle hour
+    await insert(conn, on_time, pings)
+    await insert(conn, late, pings[:5000] + pings[5600:])
+    await roll_up(conn)
+    assert await pack_segments(conn, late) == 3 and await pack_segments(conn, on_time) == 3
+    before = await segments_of(conn, late, 1)
+    await insert(conn, late, held_back)
+    await roll_up(conn)
+    # Level 1 was rebuilt for the middle hour alone; the day's other hours came
+    # back from its packed row unchanged.
+    hour = ts_of(pings[0].ts_us).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    after = await segments_of(conn, late, 1)
+
+    def outside(segments: list[Segment]) -> list[Segment]:
+        return [s for s in segments if not hour <= ts_of(s.start_us) < hour + timedelta(hours=1)]
+
+    assert outside(after) == outside(before) and len(outside(after)) < len(after)
+    assert after != before
+    assert await packed_units(conn, late) == []
+    assert await ladder_of(conn, late) == await ladder_of(conn, on_time)
+    assert await ladder_of(conn, late) == build_ladder(pings, tolerances)
+    assert await pack_segments(conn, late) == 3
+    assert await row_form_levels(conn, late) == set()
+    assert await packed_units(conn, late) == await packed_units(conn, on_time)
+    assert await ladder_of(conn, late) == await ladder_of(conn, on_time)
 
 
 async def test_packing_is_lossless_and_small(conn: asyncpg.Connection) -> None:
@@ -300,7 +343,7 @@ async def test_retention_drops_what_expired_and_nothing_else(conn: asyncpg.Conne
         await roll_up(conn)
         await conn.execute("UPDATE ladder_settings SET raw_retention = DEFAULT")
     await conn.fetchval("SELECT ladder_pack(200)")
-    assert await pack_segments(conn, target) == 2 * len(ages)  # levels 2 and 3, a day per age
+    assert await pack_segments(conn, target) == 3 * len(ages)  # three levels, a day per age
     await conn.fetchval("SELECT ladder_retention()")
     today = datetime.now(UTC).date()
     days = {r["day"] for r in await conn.fetch("SELECT day FROM ladder_ping_partitions()")}

@@ -200,7 +200,7 @@ async def test_a_level_with_too_many_segments_gives_way_to_a_coarser_tier(
     fine = await sr.series(pool, data.target_id, data.start, data.end, 72)
     assert fine.tier == "segments_l1" and fine.grid.width == timedelta(minutes=5)
     level1 = await pool.fetchval(
-        "SELECT count(*) FROM segments WHERE target_id = $1 AND level = 1", data.target_id
+        "SELECT count(*) FROM segments_of($1, 1, '-infinity', 'infinity')", data.target_id
     )
     level2 = await sr.series(
         pool, data.target_id, data.start, data.end, 72, segment_budget=level1 - 1
