@@ -9,7 +9,7 @@ import asyncio
 import shutil
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import asyncpg
 import typer
@@ -161,11 +161,19 @@ def events_command(
     rows = Table("kind", "start (UTC)", "end (UTC)", "magnitude", title=f"from {result['tier']}")
     style = {"loss": "red", "latency_shift": "yellow", "hop_change": "cyan"}
     for e in result["events"]:  # type: ignore[attr-defined]
-        rows.add_row(f"[{style[e['kind']]}]{e['kind']}[/]", e["start"], e["end"],
-                     f"{e['magnitude']:+g} {e['unit']}" if e["kind"] != "loss"
-                     else f"{e['magnitude']} {e['unit']}")  # fmt: skip
+        kind = e["kind"]
+        rows.add_row(f"[{style.get(kind, 'magenta')}]{kind}[/]", e["start"], e["end"],
+                     _magnitude(e))  # fmt: skip
     console.print(rows)
     console.print(f"{len(result['events'])} event(s) from {result['from']} to {result['to']}")  # type: ignore[arg-type]
+
+
+def _magnitude(event: dict[str, Any]) -> str:
+    if event["kind"] == "address_change":
+        return f"{event['old'] or 'unresolved'} → {event['new'] or 'unresolved'}"
+    if event["kind"] == "loss":
+        return f"{event['magnitude']} {event['unit']}"
+    return f"{event['magnitude']:+g} {event['unit']}"
 
 
 def stats_command(

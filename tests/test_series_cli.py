@@ -97,3 +97,14 @@ async def test_seed_history_command_creates_targets_with_history(
     assert "2 target(s)" in result.output and "segments_l1" in result.output
     names = await pool.fetch("SELECT state FROM targets WHERE name LIKE 'seed-%' ORDER BY id")
     assert len(names) >= 2 and {r["state"] for r in names} == {"stopped"}
+
+
+def test_event_magnitudes_read_plainly_for_every_kind() -> None:
+    from pingtrack.cli_history import _magnitude
+
+    assert _magnitude({"kind": "loss", "magnitude": 12, "unit": "pings"}) == "12 pings"
+    assert _magnitude({"kind": "latency_shift", "magnitude": 4.5, "unit": "ms"}) == "+4.5 ms"
+    assert _magnitude({"kind": "hop_change", "magnitude": -1, "unit": "hops"}) == "-1 hops"
+    change = {"kind": "address_change", "magnitude": 0, "unit": None, "old": "127.0.0.5"}
+    assert _magnitude({**change, "new": "127.0.0.6"}) == "127.0.0.5 → 127.0.0.6"
+    assert _magnitude({**change, "new": None}) == "127.0.0.5 → unresolved"
