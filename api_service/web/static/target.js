@@ -22,6 +22,7 @@ const EVENT_NAMES = {
   loss: "packet loss",
   hop_change: "hop change",
   latency_shift: "latency shift",
+  address_change: "address change",
 };
 
 export class TargetView {
@@ -196,12 +197,16 @@ export class TargetView {
         tr.dataset.end = String(Date.parse(e.end));
         tr.className = e.kind;
         const size =
-          e.kind === "latency_shift" && e.magnitude > 0 ? `+${e.magnitude}` : String(e.magnitude);
+          e.kind === "address_change"
+            ? `${e.old ?? "unresolved"} → ${e.new ?? "unresolved"}`
+            : e.kind === "latency_shift" && e.magnitude > 0
+              ? `+${e.magnitude} ${e.unit}`
+              : `${e.magnitude} ${e.unit}`;
         tr.append(
           el("td", new Date(e.start).toLocaleString()),
           el("td", formatSpan(Math.max(0, Date.parse(e.end) - Date.parse(e.start)))),
           el("td", EVENT_NAMES[e.kind] ?? e.kind),
-          el("td", `${size} ${e.unit}`),
+          el("td", size),
         );
         return tr;
       });
