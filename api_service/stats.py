@@ -86,7 +86,8 @@ _SEGMENTS_SQL = """
 
 # Cells per e-fold of the mean: neighbouring cells differ by 0.1 %.
 GRID_CELLS = 1000
-# p: the pieces (level, from, to), disjoint and time-ordered. Rows of kind 0:
+# p: the pieces (level, from, to), disjoint and time-ordered, read once
+# through segment_figures_of() (only the arrays used here). Rows of kind 0:
 # grid cells of answered means (lowest mean, pings); kind 1: in time order,
 # the segments that loss runs and hop changes are read from (each piece's
 # first segment among them, as it has no predecessor there).
@@ -94,18 +95,20 @@ _FIGURES_SQL = f"""
     WITH p AS (
         SELECT * FROM unnest($2::smallint[], $3::timestamptz[], $4::timestamptz[])
             WITH ORDINALITY AS p(level, lo, hi, n)
+    ), s AS MATERIALIZED (
+        SELECT p.n, s.* FROM p CROSS JOIN LATERAL segment_figures_of($1, p.level, p.lo, p.hi) s
     )
     SELECT 0 AS kind, 0::bigint AS n, NULL::timestamptz AS ts, sum(count)::bigint AS count,
            0 AS lost, min(sum_us::float8 / count) AS mean_us, NULL::int AS hops
-    FROM p CROSS JOIN LATERAL segments_of($1, p.level, p.lo, p.hi) s WHERE lost = 0
+    FROM s WHERE lost = 0
     GROUP BY floor(ln(greatest(sum_us::float8 / count, 1)) * {GRID_CELLS})
     UNION ALL
     SELECT 1, x.n, x.start_ts, x.count, x.lost, NULL, coalesce(x.hops, -1)
-    FROM p CROSS JOIN LATERAL (
-        SELECT p.n, start_ts, count, lost, hops,
+    FROM (
+        SELECT n, start_ts, count, lost, hops,
                lag(lost) OVER w AS prev_lost, lag(hops) OVER w AS prev_hops
-        FROM segments_of($1, p.level, p.lo, p.hi)
-        WINDOW w AS (ORDER BY start_ts)
+        FROM s
+        WINDOW w AS (PARTITION BY n ORDER BY start_ts)
     ) x
     WHERE lost <> 0 OR prev_lost IS NULL OR prev_lost <> 0 OR hops IS DISTINCT FROM prev_hops
     ORDER BY kind, n, ts"""
