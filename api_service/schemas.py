@@ -210,9 +210,4 @@ class ErrorOut(BaseModel):
     error: ErrorDetail
 
 
-class HealthOut(BaseModel):
-    status: Literal["ok", "degraded"]
-    checks: dict[str, object]
-
-
 BulkItemOut.model_rebuild()

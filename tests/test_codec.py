@@ -62,6 +62,8 @@ def _body(**changes: object) -> bytes:
         (_body(t=[1, 2]), "not of length"),
         (_body(ts=[1]), "invalid value"),
         (_body(rtt=["fast"]), "invalid value"),
+        # rtt_us is an integer column: anything larger could never be stored.
+        (_body(rtt=[2**31]), "invalid value"),
         (_body(ttl=[300]), "invalid value"),
         (_body(t=[None]), "has a null"),
         (_body(t=[0]), "invalid value"),

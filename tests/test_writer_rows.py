@@ -9,12 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.codec import ResultBatch
-from shared.errors import MalformedMessage
 from writer_service.rows import (
-    MAX_RTT_US,
     PG_EPOCH_US,
     US_PER_DAY,
-    check_storable,
     day_to_date,
     days_of,
     decode_timestamptz,
@@ -66,9 +63,3 @@ def test_split_repeats_keeps_first_of_each_id() -> None:
 def test_rows_of_all_chains_columns_in_table_order() -> None:
     a = batch_of(10, 20, rtt=None)
     assert list(rows_of_all([a])) == [(7, 10, None, 64, 0), (7, 20, None, 64, 0)]
-
-
-def test_rtt_beyond_integer_column_is_not_storable() -> None:
-    check_storable(batch_of(1, rtt=MAX_RTT_US))
-    with pytest.raises(MalformedMessage, match="rtt"):
-        check_storable(batch_of(1, rtt=MAX_RTT_US + 1))

@@ -24,7 +24,6 @@ from shared.codec import ResultBatch, decode_batch
 from shared.constants import MAX_RESULTS_MESSAGE_BYTES, REASON_HEADER, Topology
 from shared.db import TRANSIENT_DB_ERRORS
 from shared.errors import MalformedMessage
-from writer_service.rows import check_storable
 from writer_service.store import PingStore
 
 log = logging.getLogger(__name__)
@@ -134,7 +133,6 @@ class Writer:
         for message in group:
             try:
                 batch = decode_batch(message.body, self._max_message_bytes)
-                check_storable(batch)
             except MalformedMessage as exc:
                 await self._dead_letter(channel, message, str(exc))
                 continue

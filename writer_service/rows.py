@@ -8,7 +8,6 @@ from datetime import date, timedelta
 from typing import Any
 
 from shared.codec import ResultBatch
-from shared.errors import MalformedMessage
 
 COLUMNS = ("target_id", "ts", "rtt_us", "ttl", "hops")
 Row = tuple[int, int, int | None, int | None, int | None]
@@ -17,8 +16,6 @@ US_PER_DAY = 86_400_000_000
 # PostgreSQL's binary timestamps count microseconds from 2000-01-01 UTC.
 PG_EPOCH_US = 946_684_800_000_000
 _UNIX_EPOCH = date(1970, 1, 1)
-# rtt_us is an integer column; the codec accepts up to an hour, which would overflow it.
-MAX_RTT_US = 2**31 - 1
 
 
 def encode_timestamptz(us: int) -> tuple[int]:
@@ -28,13 +25,6 @@ def encode_timestamptz(us: int) -> tuple[int]:
 
 def decode_timestamptz(value: tuple[int]) -> int:
     return value[0] + PG_EPOCH_US
-
-
-def check_storable(batch: ResultBatch) -> None:
-    """Reject what decodes but cannot be stored, so it is dead-lettered, not retried."""
-    for rtt in batch.rtt:
-        if rtt is not None and rtt > MAX_RTT_US:
-            raise MalformedMessage(f"rtt {rtt} µs does not fit the rtt_us column")
 
 
 def rows_of(batch: ResultBatch) -> Iterator[Row]:
