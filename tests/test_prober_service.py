@@ -309,12 +309,19 @@ async def test_broker_outage_loses_no_result_and_commands_follow_after_reconnect
         assert url != settings.amqp_url
         await start_prober(amqp_url=url)
         await count_of(tap, target.id, 3)
+        links = proxy.connections  # the prober's broker connections (results, commands)
         await proxy.cut()
         await asyncio.sleep(1.5)
         assert len(tap.of(target.id, after_us=now_us() - 1_000_000)) == 0
         await proxy.resume()
-        # Back: buffered results arrive, and the command queue is bound again.
+        # Back: buffered results arrive, and every link has reconnected, so the
+        # command queue is declared and bound again (the bind follows at once).
         await count_of(tap, target.id, 20)
+
+        async def all_links_back() -> bool:
+            return proxy.connections >= 2 * links
+
+        await eventually(all_links_back, timeout=15)
         await asyncio.sleep(0.5)
         target = await change(pool, broker, settings, target, state="paused")
         paused_at = now_us()
