@@ -5,7 +5,7 @@
 #   make up      install what is missing, migrate, run api + prober + writer (Ctrl-C stops)
 #   make test    install what is missing, run the whole test suite
 #   make lint    ruff check, ruff format --check, mypy --strict on shared/
-#   make bench   run every benchmark script under bench/
+#   make bench   run every benchmark script under bench/ (each under the egress guard)
 #   make docker-up / docker-down   the same stack in containers (see deploy/README.md)
 
 SHELL := /bin/bash

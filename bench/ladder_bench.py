@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from api_service.storage import Figure, Figures, Ladder, load_ladder, project
 from shared.migrate import create_database_if_missing, migrate
 from shared.settings import Settings
+from tests.egress_guard import ensure_guarded
 
 Row = tuple[int, datetime, int | None, int | None, int | None]
 DAY_S = 86_400
@@ -423,4 +424,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    ensure_guarded()  # nothing a benchmark does may leave the machine
     asyncio.run(main())

@@ -30,6 +30,7 @@ from prober_service.engine import Pinger
 from prober_service.schedule import phase_us
 from prober_service.scheduler import Scheduler
 from shared.codec import ResultBatch, TargetSpec
+from tests.egress_guard import ensure_guarded
 
 INTERVAL_MS = 1000
 
@@ -182,4 +183,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    ensure_guarded()  # nothing a benchmark does may leave the machine
     main()

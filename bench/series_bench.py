@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from pingtrack.seed import SeedOptions, seed_history  # noqa: E402
 from shared.migrate import drop_database, migrate_database  # noqa: E402
 from shared.settings import Settings  # noqa: E402
+from tests.egress_guard import ensure_guarded  # noqa: E402
 
 RANGES = {
     "1h": timedelta(hours=1),
@@ -231,4 +232,5 @@ async def _seeded_end(dsn: str) -> datetime:
 
 
 if __name__ == "__main__":
+    ensure_guarded()  # nothing a benchmark does may leave the machine
     main()

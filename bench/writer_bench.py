@@ -30,6 +30,7 @@ from shared.codec import ResultBatch, encode_batch
 from shared.constants import Topology
 from shared.migrate import drop_database, migrate_database
 from shared.settings import Settings
+from tests.egress_guard import ensure_guarded
 from writer_service.consumer import Writer
 from writer_service.rows import COLUMNS, rows_of_all
 from writer_service.store import PingStore, copy_via_staging, create_writer_pool
@@ -215,4 +216,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    ensure_guarded()  # nothing a benchmark does may leave the machine
     main()

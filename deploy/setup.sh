@@ -71,7 +71,7 @@ install_packages() {  # all | python | browser
     local wanted=()
     case "$1" in
         all) wanted=(postgresql "postgresql-$PG_MAJOR" "postgresql-$PG_MAJOR-cron"
-            rabbitmq-server fping iproute2) ;;
+            rabbitmq-server fping iproute2 nftables) ;;
         browser)
             # The dashboard's browser test: Debian's Chromium driven by playwright-core.
             wanted=(chromium)
@@ -104,6 +104,18 @@ install_packages() {  # all | python | browser
     fi
     rm -f "$log"
     python_ok || PYTHON=/usr/bin/python3
+}
+
+# A test run killed with -9 leaves its egress guard table (tests/egress_guard.py),
+# which drops DNS and TCP SYNs leaving the machine: apt-get and pip would fail.
+remove_stale_egress_guards() {
+    is_root && command -v nft >/dev/null || return 0
+    local table
+    for table in $(nft list tables inet 2>/dev/null | awk '$3 ~ /^pingtrack_egress_[0-9]+$/ { print $3 }'); do
+        kill -0 "${table##*_}" 2>/dev/null && continue
+        step "removing egress guard $table left by a test run that died"
+        nft delete table inet "$table"
+    done
 }
 
 # -------------------------------------------------------------- PostgreSQL --
@@ -333,6 +345,7 @@ main() {
         [ "$rc" -ne 75 ] || fail "another deploy/setup.sh has held the lock for 15 minutes"
         exit "$rc"
     fi
+    remove_stale_egress_guards
     if [ "${1:-}" = --python-only ]; then
         install_packages python
         install_venv

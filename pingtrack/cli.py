@@ -55,6 +55,9 @@ async def run_migrations(settings: Settings) -> list[str]:
     applied = await migrate_database(
         settings.database_url, settings.migrations_dir, settings.partition_days_ahead
     )
+    if not settings.schedule_ladder:
+        console.print("ladder not scheduled (PINGTRACK_SCHEDULE_LADDER=false)")
+        return applied
     cron = await schedule_ladder_for(settings.database_url)
     if cron.warning is not None:
         err_console.print(f"[yellow]warning:[/yellow] {cron.warning}")

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
 
     migrations_dir: Path = REPO_ROOT / "migrations"
     partition_days_ahead: int = Field(7, ge=1, le=365)
+    # `migrate` registers the ladder round with pg_cron; off for scratch
+    # databases (tests, benchmarks) where a round must run only when asked.
+    schedule_ladder: bool = True
 
     # Prober
     prober_id: str | None = None

@@ -13,6 +13,10 @@ from pathlib import Path
 
 import httpx
 
+# Every service a test starts: a pg_cron round only where a test asks for one,
+# and names resolved only from a hosts file the test pins, never by DNS.
+TEST_ENVIRONMENT = {"PINGTRACK_SCHEDULE_LADDER": "false", "PINGTRACK_RESOLVE_SYSTEM": "false"}
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -31,7 +35,7 @@ class ServiceProcess:
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:
-        env = {**os.environ, **self.env}
+        env = {**os.environ, **TEST_ENVIRONMENT, **self.env}
         self.log_file = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pingtrack", self.command],

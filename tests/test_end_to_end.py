@@ -15,7 +15,13 @@ import httpx
 import pytest
 
 from shared.constants import Topology
-from tests.conftest import ADMIN_TOKEN, AMQP_URL, _delete_broker_names, eventually
+from tests.conftest import (
+    ADMIN_TOKEN,
+    AMQP_URL,
+    _delete_broker_names,
+    cloned_database,
+    eventually,
+)
 from tests.netlab import NetLab, needs_netlab
 from tests.stack import ServiceProcess, free_port, wait_healthy
 
@@ -24,6 +30,13 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="raw ICMP needs root or CAP_NET_RAW"),
 ]
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+async def database_url(template_url: str) -> AsyncIterator[str]:
+    """The stack's prober pings every active target here: only this module's."""
+    async with cloned_database(template_url) as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +170,7 @@ def start_stack(database_url: str, prefix: str, port: int, log: Path) -> Service
             "PINGTRACK_WEB_PORT": "0",
             "PINGTRACK_ADMIN_TOKEN": ADMIN_TOKEN,
             "PINGTRACK_BATCH_MAX_DELAY_S": "0.2",
+            "PINGTRACK_SCHEDULE_LADDER": "false",
         },
         log,
     )
@@ -166,13 +180,13 @@ def start_stack(database_url: str, prefix: str, port: int, log: Path) -> Service
 
 
 async def test_clean_restart_keeps_tracking_and_loses_nothing(
-    database_url: str, tmp_path: Path
+    own_database_url: str, tmp_path: Path
 ) -> None:
     """SIGTERM flushes every ping already sent; the next start reloads active targets."""
     prefix = f"pt-e2e-{uuid.uuid4().hex[:8]}"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    first = start_stack(database_url, prefix, port, tmp_path / "first.log")
+    first = start_stack(own_database_url, prefix, port, tmp_path / "first.log")
     try:
         async with httpx.AsyncClient(base_url=base, timeout=10) as api:
             target = await add_target(api, address="127.0.0.3", interval_s=0.5)
@@ -180,7 +194,7 @@ async def test_clean_restart_keeps_tracking_and_loses_nothing(
         stopped_at = datetime.now().timestamp()
         assert first.stop() == 0, first.log()
 
-        second = start_stack(database_url, prefix, port, tmp_path / "second.log")
+        second = start_stack(own_database_url, prefix, port, tmp_path / "second.log")
         try:
             async with httpx.AsyncClient(base_url=base, timeout=10) as api:
                 before = [t for t in times(await pings(api, target["id"])) if t < stopped_at]

@@ -21,6 +21,13 @@ pytestmark = [
     pytest.mark.timeout(50),
 ]
 
+
+@pytest.fixture
+def database_url(own_database_url: str) -> str:
+    """A prober runs here: a database of this test's own, holding only its targets."""
+    return own_database_url
+
+
 OLD, NEW = "127.0.9.1", "127.0.9.2"
 
 

@@ -34,6 +34,13 @@ from tests.probe_stack import (
 
 pytestmark = pytest.mark.timeout(40)
 
+
+@pytest.fixture
+def database_url(own_database_url: str) -> str:
+    """A prober runs here: a database of this test's own, holding only its targets."""
+    return own_database_url
+
+
 PLAIN = ssl_context(None)
 
 

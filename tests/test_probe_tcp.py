@@ -16,6 +16,12 @@ from tests.probe_stack import Targets, prober_and_writer, refused_port, responde
 pytestmark = pytest.mark.timeout(40)
 
 
+@pytest.fixture
+def database_url(own_database_url: str) -> str:
+    """A prober runs here: a database of this test's own, holding only its targets."""
+    return own_database_url
+
+
 async def test_open_port_gives_a_positive_connect_time() -> None:
     async with serve(responder(200)) as server:
         outcome = await tcp_connect("127.0.0.1", server.port, False, 1.0)

@@ -17,6 +17,14 @@ const CHROMIUM_ARGS = [
   "--disable-background-networking",
   "--disable-component-update",
   "--disable-sync",
+  "--disable-domain-reliability",
+  "--disable-client-side-phishing-detection",
+  "--dns-prefetch-disable",
+  "--no-pings",
+  "--no-default-browser-check",
+  // Chromium resolves its own service hosts even with background networking
+  // off: every name fails here, so no DNS query leaves the machine.
+  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
 ];
 // Fixed locale and zone: the test reads numbers and dates from the page.
 const VIEW = { viewport: { width: 1400, height: 900 }, locale: "en-US", timezoneId: "UTC" };
