@@ -1,4 +1,5 @@
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -183,3 +184,15 @@ async def test_functions_are_replaced_only_between_ladder_steps(
         await ladder.close()
     assert applied == ["functions/count.sql"]
     assert await own_schema.fetchval("SELECT mig_count()") == 7
+
+
+def test_numbered_migrations_define_no_function_procedure_or_trigger() -> None:
+    """Their bodies live in migrations/functions/, one definition each; a numbered
+    migration that needs a helper while it runs makes it in pg_temp."""
+    definition = re.compile(
+        r"CREATE\s+(OR\s+REPLACE\s+)?(FUNCTION|PROCEDURE|TRIGGER)\s+(?!pg_temp\.)", re.IGNORECASE
+    )
+    offenders = [
+        m.name for m in load_migrations(Settings().migrations_dir) if definition.search(m.sql)
+    ]
+    assert offenders == []
