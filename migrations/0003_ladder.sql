@@ -90,3 +90,7 @@ CREATE TABLE ladder_dirty (
     PRIMARY KEY (target_id, hour)
 );
 CREATE INDEX ladder_dirty_hour ON ladder_dirty (hour);
+-- Pings stored before the ladder existed are rolled up like late ones.
+INSERT INTO ladder_dirty (target_id, hour)
+SELECT DISTINCT target_id, date_bin(interval '1 hour', ts, timestamptz '2000-01-01 00:00:00+00')
+FROM pings;
