@@ -6,5 +6,7 @@
 -- the next round re-packs it; late data ends as if on time (ladder_pack_span()
 -- and the packing in functions/segments.sql; docs/contraction.md).
 
-UPDATE ladder_levels SET packed = true;
+-- Only the levels migration 0030 left unpacked by its rule (blocks under a
+-- day) change: a level that an operator unpacked keeps that choice.
+UPDATE ladder_levels SET packed = true WHERE NOT packed AND max_span < interval '1 day';
 ALTER TABLE ladder_levels ALTER COLUMN packed SET DEFAULT true;

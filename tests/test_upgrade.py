@@ -189,3 +189,37 @@ async def test_upgrade_from_a_release_with_data_ends_as_a_fresh_install(
         difflib.unified_diff(installed, upgraded, "fresh", f"upgraded from {release}", lineterm="")
     )
     assert await settings_and_records(scratch) == await settings_and_records(fresh)
+
+
+@pytest.mark.parametrize(
+    ("release", "last_version"), [(r, v) for r, v in RELEASES.items() if v >= 5]
+)
+async def test_upgrade_keeps_the_settings_an_operator_changed(
+    release: str, last_version: int, scratch: str
+) -> None:
+    await install_release(scratch, last_version)
+    conn = await asyncpg.connect(scratch)
+    try:
+        await conn.execute("UPDATE ladder_settings SET raw_retention = '30 days'")
+        await conn.execute("UPDATE ladder_levels SET abs_tolerance_us = 3000 WHERE level = 1")
+        packed_column = "SELECT 1 FROM pg_attribute WHERE attrelid = 'ladder_levels'::regclass"
+        if await conn.fetchval(f"{packed_column} AND attname = 'packed'"):
+            await conn.execute("UPDATE ladder_levels SET packed = false WHERE level = 2")
+            level2_packed = False
+        else:
+            level2_packed = True  # what a fresh install has
+        await migrate_database(scratch, Settings().migrations_dir)
+        chosen = await conn.fetchrow(
+            """SELECT (SELECT raw_retention FROM ladder_settings) AS raw_retention,
+                      (SELECT abs_tolerance_us FROM ladder_levels WHERE level = 1) AS abs_us,
+                      (SELECT packed FROM ladder_levels WHERE level = 2) AS level2_packed"""
+        )
+        packed = await conn.fetch("SELECT level, packed FROM ladder_levels ORDER BY level")
+    finally:
+        await conn.close()
+    assert (chosen["raw_retention"], chosen["abs_us"], chosen["level2_packed"]) == (
+        timedelta(days=30),
+        3000,
+        level2_packed,
+    )
+    assert [(r["level"], r["packed"]) for r in packed] == [(1, True), (2, level2_packed), (3, True)]
