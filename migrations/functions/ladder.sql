@@ -220,6 +220,7 @@ DECLARE
     p record;
     removed integer := 0;
 BEGIN
+    PERFORM ladder_lock();
     SELECT raw_retention INTO STRICT keep FROM ladder_settings;
     FOR p IN
         SELECT c.oid::regclass AS part, to_date(substring(c.relname FROM 15), 'YYYYMMDD') AS day
@@ -236,7 +237,8 @@ END;
 $$;
 
 -- One round of every job, committing after each step so a long catch-up
--- keeps its progress.
+-- keeps its progress. Every time-partitioned table's retention is a step here
+-- (tests/test_partition_retention.py).
 CREATE OR REPLACE PROCEDURE ladder_run()
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -255,6 +257,8 @@ BEGIN
     END LOOP;
     COMMIT;
     PERFORM ladder_retention();
+    COMMIT;
+    PERFORM probe_details_retention();
     COMMIT;
 END;
 $$;
