@@ -3,11 +3,11 @@ files whose checksum changed, recording what ran.
 
 Numbered files (`migrations/NNNN_name.sql`) change the schema and run once.
 Function files (`migrations/functions/name.sql`) hold the current body of every
-function, procedure and trigger; they are re-applied, in name order and in one
-transaction, whenever one of them changed or a numbered file ran, so the live
-bodies are always the files' (like Flyway's repeatable migrations). The
-ladder's lock is held meanwhile: a ladder round never runs against a schema
-half migrated or functions half replaced.
+function, procedure and trigger; those whose checksum changed (all of them
+after a numbered file ran) are re-applied in name order and in one
+transaction, so the live bodies are always the files' (like Flyway's
+repeatable migrations). The ladder's lock is held meanwhile: a ladder round
+never runs against a schema half migrated or functions half replaced.
 """
 
 from __future__ import annotations
