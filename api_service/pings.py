@@ -103,8 +103,8 @@ def _ping(row: asyncpg.Record) -> Ping:
     return Ping(row["ts"], row["rtt_us"], row["hops"], row["ttl"])
 
 
-# Every read goes through raw_pings() (migration 0004), so pings already
-# packed by the ladder are served exactly like fresh rows. It unpacks whole
+# Every read goes through raw_pings() (migrations/functions/packed_pings.sql), so pings
+# already packed by the ladder are served exactly like fresh rows. It unpacks whole
 # hour blocks, so reads walk the range in windows instead of asking for all of it.
 _RAW = "SELECT ts, rtt_us, hops, ttl FROM raw_pings($1, $2, $3)"
 _FIRST_WINDOW = timedelta(hours=1)

@@ -37,7 +37,8 @@ INSERT INTO ladder_settings DEFAULT VALUES;
 
 -- Segments of every level. RTTs in microseconds; sum and sum of squares make
 -- mean and (population) standard deviation exact. A lost segment has
--- lost = count, NULL min/max/hops/ttl and zero sums.
+-- lost = count, NULL min/max/hops/ttl and zero sums. One partition per level,
+-- made by ensure_segment_partitions() (functions/partitions.sql).
 CREATE TABLE segments (
     target_id bigint      NOT NULL,
     level     smallint    NOT NULL,
@@ -53,25 +54,6 @@ CREATE TABLE segments (
     ttl       smallint,
     PRIMARY KEY (target_id, level, start_ts)
 ) PARTITION BY LIST (level);
-
--- One partition per configured level; safe to call repeatedly.
-CREATE FUNCTION ensure_segment_partitions() RETURNS integer
-LANGUAGE plpgsql AS $$
-DECLARE
-    lvl smallint;
-    created integer := 0;
-BEGIN
-    FOR lvl IN SELECT level FROM ladder_levels ORDER BY level LOOP
-        IF to_regclass('segments_l' || lvl) IS NULL THEN
-            EXECUTE format('CREATE TABLE %I PARTITION OF segments FOR VALUES IN (%s)',
-                           'segments_l' || lvl, lvl);
-            created := created + 1;
-        END IF;
-    END LOOP;
-    RETURN created;
-END;
-$$;
-SELECT ensure_segment_partitions();
 
 -- One row per target and hour. RTT figures over answered pings, in µs;
 -- percentiles are percentile_cont over the hour's raw RTTs; jitter is the
@@ -99,29 +81,16 @@ CREATE TABLE hourly_summaries (
 );
 
 -- (target, hour) blocks that received pings since they were last rolled up.
--- Filled by the trigger below on every insert into pings, so on-time and late
--- data take the same path and the writer needs no change.
+-- Filled by the trigger pings_mark_dirty (functions/ladder.sql) on every
+-- insert into pings, so on-time and late data take the same path and the
+-- writer needs no change.
 CREATE TABLE ladder_dirty (
     target_id bigint      NOT NULL,
     hour      timestamptz NOT NULL,
     PRIMARY KEY (target_id, hour)
 );
 CREATE INDEX ladder_dirty_hour ON ladder_dirty (hour);
-
-CREATE FUNCTION ladder_mark_dirty() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    -- Sorted so that concurrent writers lock marks in one order (no deadlock).
-    INSERT INTO ladder_dirty (target_id, hour)
-    SELECT DISTINCT target_id, date_bin(interval '1 hour', ts, timestamptz '2000-01-01 00:00:00+00')
-    FROM new_pings
-    ORDER BY 1, 2
-    ON CONFLICT DO NOTHING;
-    RETURN NULL;
-END;
-$$;
-
-CREATE TRIGGER pings_mark_dirty
-    AFTER INSERT ON pings
-    REFERENCING NEW TABLE AS new_pings
-    FOR EACH STATEMENT EXECUTE FUNCTION ladder_mark_dirty();
+-- Pings stored before the ladder existed are rolled up like late ones.
+INSERT INTO ladder_dirty (target_id, hour)
+SELECT DISTINCT target_id, date_bin(interval '1 hour', ts, timestamptz '2000-01-01 00:00:00+00')
+FROM pings;

@@ -1,6 +1,6 @@
 """The contraction ladder as configured in the database, and its pg_cron schedule.
 
-The jobs themselves live in SQL (migrations 0003-0007); this module reads the
+The jobs themselves live in SQL (migrations/functions/ladder.sql); this module reads the
 configuration for Python callers and registers the jobs with pg_cron. pg_cron
 lives in one database (`cron.database_name`) and runs each job in the database
 it names, so one cron database serves any number of pingtrack databases.

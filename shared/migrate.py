@@ -1,7 +1,18 @@
-"""Apply numbered SQL files in order, one transaction each, recording what ran."""
+"""Apply numbered SQL files in order, one transaction each, then the function
+files whose checksum changed, recording what ran.
+
+Numbered files (`migrations/NNNN_name.sql`) change the schema and run once.
+Function files (`migrations/functions/name.sql`) hold the current body of every
+function, procedure and trigger; those whose checksum changed (all of them
+after a numbered file ran) are re-applied in name order and in one
+transaction, so the live bodies are always the files' (like Flyway's
+repeatable migrations). The ladder's lock is held meanwhile: a ladder round
+never runs against a schema half migrated or functions half replaced.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -16,7 +27,13 @@ from shared.errors import ConfigError
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_FUNCTION_NAME = re.compile(r"^[a-z0-9_]+\.sql$")
+FUNCTIONS_DIR = "functions"
 _LOCK_KEY = 0x70696E67  # one migrator at a time, whatever the process
+# The lock every ladder step takes for its transaction (ladder_lock() in
+# migrations/functions/ladder.sql, which may not exist yet).
+_LADDER_LOCK = "hashtext('pingtrack.ladder')"
+_COMMENT_LINE = re.compile(r"^\s*--.*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -24,6 +41,13 @@ class Migration:
     version: int
     name: str
     sql: str
+
+
+@dataclass(frozen=True)
+class FunctionFile:
+    name: str  # "functions/ladder.sql"
+    sql: str
+    checksum: str  # sha256 of the file, hex
 
 
 def load_migrations(directory: Path) -> list[Migration]:
@@ -41,6 +65,29 @@ def load_migrations(directory: Path) -> list[Migration]:
     return [found[v] for v in sorted(found)]
 
 
+def load_function_files(directory: Path) -> list[FunctionFile]:
+    """The function files under `directory`/functions, in name order (none: empty)."""
+    folder = directory / FUNCTIONS_DIR
+    if not folder.is_dir():
+        return []
+    files = []
+    for path in sorted(folder.glob("*.sql")):
+        if _FUNCTION_NAME.match(path.name) is None:
+            raise ConfigError(f"function file {path.name} is not named name.sql")
+        data = path.read_bytes()
+        files.append(
+            FunctionFile(
+                f"{FUNCTIONS_DIR}/{path.name}", data.decode(), hashlib.sha256(data).hexdigest()
+            )
+        )
+    return files
+
+
+def _has_statements(sql: str) -> bool:
+    """False for a file of comments only (a numbered file whose functions moved out)."""
+    return bool(_COMMENT_LINE.sub("", sql).strip())
+
+
 async def ensure_partitions(conn: asyncpg.Connection, days_ahead: int) -> int:
     today = datetime.now(UTC).date()
     created: int = await conn.fetchval(
@@ -52,8 +99,10 @@ async def ensure_partitions(conn: asyncpg.Connection, days_ahead: int) -> int:
 
 
 async def migrate(conn: asyncpg.Connection, directory: Path, days_ahead: int = 7) -> list[str]:
-    """Apply what is missing; return the names applied now (empty when up to date)."""
+    """Apply what is missing or changed; return the names applied now (empty when up
+    to date): numbered files, then function files (`functions/name.sql`)."""
     migrations = load_migrations(directory)
+    function_files = load_function_files(directory)
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
         await conn.execute(
@@ -62,24 +111,68 @@ async def migrate(conn: asyncpg.Connection, directory: Path, days_ahead: int = 7
                    name       text NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_functions (
+                   name       text PRIMARY KEY,
+                   checksum   text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-        applied = []
-        for migration in migrations:
-            if migration.version in done:
-                continue
-            async with conn.transaction():
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                    migration.version,
-                    migration.name,
-                )
-            log.info("applied migration", extra={"migration": migration.name})
-            applied.append(migration.name)
+        pending = [m for m in migrations if m.version not in done]
+        recorded = {
+            r["name"]: r["checksum"] for r in await conn.fetch("SELECT * FROM schema_functions")
+        }
+        current = {f.name: f.checksum for f in function_files}
+        if not pending and recorded == current:
+            await ensure_partitions(conn, days_ahead)
+            return []
+        await conn.execute(f"SELECT pg_advisory_lock({_LADDER_LOCK})")
+        try:
+            applied = [await _apply(conn, migration) for migration in pending]
+            # A numbered file may have replaced or dropped a function: all files again.
+            due = [f for f in function_files if pending or recorded.get(f.name) != f.checksum]
+            await _apply_functions(conn, due, gone=recorded.keys() - current.keys())
+            applied += [f.name for f in due]
+        finally:
+            await conn.execute(f"SELECT pg_advisory_unlock({_LADDER_LOCK})")
         await ensure_partitions(conn, days_ahead)
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+
+
+async def _apply(conn: asyncpg.Connection, migration: Migration) -> str:
+    async with conn.transaction():
+        if _has_statements(migration.sql):
+            await conn.execute(migration.sql)
+        await conn.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            migration.version,
+            migration.name,
+        )
+    log.info("applied migration", extra={"migration": migration.name})
+    return migration.name
+
+
+async def _apply_functions(
+    conn: asyncpg.Connection, due: list[FunctionFile], gone: set[str]
+) -> None:
+    """Apply `due` in one transaction (all or none) and record their checksums; forget
+    the records of files that no longer exist (their functions stay until a numbered
+    file drops them)."""
+    async with conn.transaction():
+        for function_file in due:
+            await conn.execute(function_file.sql)
+            await conn.execute(
+                """INSERT INTO schema_functions (name, checksum) VALUES ($1, $2)
+                   ON CONFLICT (name) DO UPDATE
+                   SET checksum = excluded.checksum, applied_at = now()""",
+                function_file.name,
+                function_file.checksum,
+            )
+        await conn.execute("DELETE FROM schema_functions WHERE name = ANY($1::text[])", list(gone))
+    for function_file in due:
+        log.info("applied function file", extra={"migration": function_file.name})
 
 
 def dsn_for_database(dsn: str, database: str) -> str:

@@ -1,4 +1,7 @@
+import asyncio
+import re
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -7,6 +10,7 @@ import pytest
 from shared.errors import ConfigError
 from shared.migrate import load_migrations, migrate
 from shared.settings import Settings
+from tests.conftest import eventually
 
 
 async def test_migrate_twice_applies_nothing_new(database_url: str) -> None:
@@ -76,3 +80,121 @@ async def test_dropping_a_database_removes_its_pg_cron_jobs(database_url: str) -
         assert await cron.fetchval(jobs, scheduled.database) == 0
     finally:
         await cron.close()
+
+
+@pytest.fixture
+async def own_schema(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection whose migrations land in a schema of its own (public stays
+    on the path for the partition functions migrate calls at the end)."""
+    schema = f"mig_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(database_url)
+    await conn.execute(f"CREATE SCHEMA {schema}; SET search_path TO {schema}, public")
+    yield conn
+    await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    await conn.close()
+
+
+def write(path: Path, sql: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(sql)
+
+
+def counter(sql_value: str) -> str:
+    """A function file whose body reads the table of migration 0001."""
+    return (
+        "CREATE OR REPLACE FUNCTION mig_count() RETURNS bigint LANGUAGE sql AS"
+        f" $$ SELECT count(*) + {sql_value} FROM mig_t $$;"
+    )
+
+
+async def test_function_files_run_after_the_numbered_ones_and_again_when_changed(
+    tmp_path: Path, own_schema: asyncpg.Connection
+) -> None:
+    conn = own_schema
+    write(tmp_path / "0001_table.sql", "CREATE TABLE mig_t (x int); INSERT INTO mig_t VALUES (1)")
+    write(tmp_path / "functions" / "count.sql", counter("0"))
+    write(tmp_path / "functions" / "other.sql", "CREATE OR REPLACE VIEW mig_v AS SELECT 1 AS one")
+    assert await migrate(conn, tmp_path) == [
+        "0001_table.sql",
+        "functions/count.sql",
+        "functions/other.sql",
+    ]
+    assert await conn.fetchval("SELECT mig_count()") == 1
+    assert await migrate(conn, tmp_path) == []
+
+    write(tmp_path / "functions" / "count.sql", counter("10"))
+    assert await migrate(conn, tmp_path) == ["functions/count.sql"]  # only what changed
+    assert await conn.fetchval("SELECT mig_count()") == 11
+
+    # A numbered file may touch what the functions stand on: every file again.
+    write(tmp_path / "0002_drop.sql", "DROP FUNCTION mig_count()")
+    (tmp_path / "functions" / "other.sql").unlink()
+    assert await migrate(conn, tmp_path) == ["0002_drop.sql", "functions/count.sql"]
+    assert await conn.fetchval("SELECT mig_count()") == 11
+    recorded = await conn.fetch("SELECT name, checksum FROM schema_functions")
+    assert [r["name"] for r in recorded] == ["functions/count.sql"]
+    assert await migrate(conn, tmp_path) == []
+
+
+async def test_a_failing_function_file_leaves_every_body_as_it_was(
+    tmp_path: Path, own_schema: asyncpg.Connection
+) -> None:
+    conn = own_schema
+    write(tmp_path / "0001_table.sql", "CREATE TABLE mig_t (x int)")
+    write(tmp_path / "functions" / "a.sql", counter("0"))
+    await migrate(conn, tmp_path)
+    before = await conn.fetch("SELECT * FROM schema_functions")
+
+    write(tmp_path / "functions" / "a.sql", counter("5"))
+    write(tmp_path / "functions" / "b.sql", "CREATE OR REPLACE FUNCTION mig_bad() nonsense")
+    with pytest.raises(asyncpg.PostgresSyntaxError):
+        await migrate(conn, tmp_path)
+    assert await conn.fetchval("SELECT mig_count()") == 0  # a.sql's change rolled back too
+    assert await conn.fetch("SELECT * FROM schema_functions") == before
+
+
+async def test_a_numbered_file_of_comments_only_is_recorded(
+    tmp_path: Path, own_schema: asyncpg.Connection
+) -> None:
+    write(tmp_path / "0001_moved.sql", "-- What was here lives in functions/.\n")
+    assert await migrate(own_schema, tmp_path) == ["0001_moved.sql"]
+    assert await own_schema.fetchval("SELECT name FROM schema_migrations") == "0001_moved.sql"
+
+
+async def test_functions_are_replaced_only_between_ladder_steps(
+    tmp_path: Path, own_schema: asyncpg.Connection, database_url: str
+) -> None:
+    write(tmp_path / "0001_table.sql", "CREATE TABLE mig_t (x int)")
+    write(tmp_path / "functions" / "count.sql", counter("0"))
+    await migrate(own_schema, tmp_path)
+    write(tmp_path / "functions" / "count.sql", counter("7"))
+
+    ladder = await asyncpg.connect(database_url)
+    step = ladder.transaction()
+    await step.start()
+    await ladder.execute("SELECT ladder_lock()")  # what every ladder step does first
+    migrating = asyncio.create_task(migrate(own_schema, tmp_path))
+    try:
+        waiting = """SELECT EXISTS (SELECT 1 FROM pg_locks
+                     WHERE locktype = 'advisory' AND NOT granted AND pid = $1)"""
+        await eventually(lambda: ladder.fetchval(waiting, own_schema.get_server_pid()))
+        body = "SELECT prosrc FROM pg_proc WHERE proname = 'mig_count'"
+        assert "+ 0 " in await ladder.fetchval(body)  # the old body meanwhile
+    finally:
+        await step.commit()
+        applied = await asyncio.wait_for(migrating, 10)
+        await ladder.close()
+    assert applied == ["functions/count.sql"]
+    assert await own_schema.fetchval("SELECT mig_count()") == 7
+
+
+def test_numbered_migrations_define_no_function_procedure_or_trigger() -> None:
+    """Their bodies live in migrations/functions/, one definition each; a numbered
+    migration that needs a helper while it runs makes it in pg_temp."""
+    definition = re.compile(
+        r"CREATE\s+(OR\s+REPLACE\s+)?(FUNCTION|PROCEDURE|TRIGGER)\s+(?!pg_temp\.)", re.IGNORECASE
+    )
+    offenders = [
+        m.name for m in load_migrations(Settings().migrations_dir) if definition.search(m.sql)
+    ]
+    assert offenders == []
