@@ -364,18 +364,21 @@ async def test_retention_drops_what_expired_and_nothing_else(conn: asyncpg.Conne
     assert len(await hourly_of(conn, target)) == len(ages)
 
 
-async def test_scheduled_command_runs_the_whole_ladder(
-    conn: asyncpg.Connection, database_url: str
-) -> None:
-    base = urlsplit(database_url)
+async def test_scheduled_command_runs_the_whole_ladder(own_database_url: str) -> None:
+    # Its own database: while the job is scheduled pg_cron may start a round,
+    # which must not touch the data of tests sharing the session database.
+    base = urlsplit(own_database_url)
     database = base.path.lstrip("/")
+    conn = await asyncpg.connect(own_database_url)
     preload = await conn.fetchval("SHOW shared_preload_libraries")
     if "pg_cron" not in preload:
+        await conn.close()
         pytest.skip(f"pg_cron is not loaded (shared_preload_libraries = {preload!r})")
     cron_db = await conn.fetchval("SHOW cron.database_name")
     cron_conn = await asyncpg.connect(urlunsplit(base._replace(path="/" + cron_db)))
     try:
         assert await cron_unavailable_reason(cron_conn) is None
+        await conn.execute("SELECT ensure_ping_partitions(current_date - 8, current_date)")
         job_id = await schedule_ladder(cron_conn, database)
         job = await cron_conn.fetchrow("SELECT * FROM cron.job WHERE jobid = $1", job_id)
         assert (job["jobname"], job["schedule"], job["command"], job["database"]) == (
@@ -393,8 +396,9 @@ async def test_scheduled_command_runs_the_whole_ladder(
             == 0
         )
     finally:
-        assert await unschedule_ladder(cron_conn, database)  # the test database is dropped
+        assert await unschedule_ladder(cron_conn, database)
         await cron_conn.close()
+        await conn.close()
 
 
 async def test_a_paused_hour_stays_a_hole_at_every_level(
