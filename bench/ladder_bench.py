@@ -36,6 +36,8 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _calibration import print_header_async
+
 from api_service.storage import Figure, Figures, Ladder, load_ladder, project
 from shared.migrate import create_database_if_missing, migrate
 from shared.settings import Settings
@@ -406,6 +408,7 @@ async def main() -> None:
     base = urlsplit(args.database_url)
     name = f"pingtrack_bench_ladder_{uuid.uuid4().hex[:6]}"
     dsn = urlunsplit(base._replace(path="/" + name))
+    await print_header_async(args.database_url)
     await create_database_if_missing(dsn)
     try:
         conn = await asyncpg.connect(dsn)

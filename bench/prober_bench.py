@@ -26,6 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _calibration import print_header
+
 from prober_service.engine import Pinger
 from prober_service.schedule import phase_us
 from prober_service.scheduler import Scheduler
@@ -175,6 +177,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=25.0)
     parser.add_argument("--no-fping", action="store_true")
     args = parser.parse_args()
+    print_header()
     for n in args.targets:
         addresses = loopback(n)
         print(asyncio.run(ours(addresses, args.seconds)).line(), flush=True)

@@ -32,6 +32,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _calibration import print_header  # noqa: E402
+
 from pingtrack.seed import SeedOptions, seed_history  # noqa: E402
 from shared.migrate import drop_database, migrate_database  # noqa: E402
 from shared.settings import Settings  # noqa: E402
@@ -191,6 +193,7 @@ def main() -> None:
         default=os.environ.get("PINGTRACK_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/"),
     )
     args = parser.parse_args()
+    print_header(_dsn_for(args.database_url, "postgres"))
     name = args.reuse or f"pingtrack_bench_series_{os.getpid()}"
     dsn = _dsn_for(args.database_url, name)
     end = asyncio.run(_seeded_end(dsn) if args.reuse else load(dsn, args))

@@ -25,6 +25,8 @@ from pamqp import commands as spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _calibration import print_header
+
 from shared.broker import BrokerLink, declare_results
 from shared.codec import ResultBatch, encode_batch
 from shared.constants import Topology
@@ -212,7 +214,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5000, help="results per message")
     parser.add_argument("--loss", type=float, default=0.01, help="share of lost pings")
     parser.add_argument("--database-url", help="server to create the scratch database on")
-    asyncio.run(bench(parser.parse_args()))
+    args = parser.parse_args()
+    print_header(args.database_url or Settings().database_url)
+    asyncio.run(bench(args))
 
 
 if __name__ == "__main__":
