@@ -6,6 +6,7 @@
 #   make test    install what is missing, run the whole test suite
 #   make lint    ruff check, ruff format --check, mypy --strict on shared/
 #   make bench   run every benchmark script under bench/ (each under the egress guard)
+#   make lock    re-pin requirements*.txt from pyproject.toml, with hashes (UPGRADE=1: newest)
 #   make docker-up / docker-down   the same stack in containers (see deploy/README.md)
 
 SHELL := /bin/bash
@@ -14,7 +15,7 @@ PYTEST_ARGS ?=
 COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
-.PHONY: help setup up test lint bench docker-up docker-down
+.PHONY: help setup up test lint bench lock docker-up docker-down
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -45,6 +46,25 @@ bench: setup
 		case "$$(basename "$$script")" in _*) continue ;; esac; \
 		echo "==> $$script"; $(BIN)/python "$$script"; \
 	done
+
+# The locks, exact versions with hashes: requirements-test.txt (the project and its
+# test extras, for .venv/) and requirements.txt (the services alone, for the image),
+# each with setuptools, which builds the editable install. requirements.txt is
+# constrained by requirements-test.txt, so both pin the same versions. pip-tools
+# runs from a throwaway venv (Debian: needs python3-venv); without UPGRADE=1 the
+# current pins stay where pyproject.toml still allows them.
+LOCK_PYTHON ?= python3.11
+PIP_TOOLS ?= pip-tools==7.6.2
+COMPILE := pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links --build-deps-for editable
+
+lock:
+	@set -e; tools=$$(mktemp -d); trap 'rm -rf "$$tools"' EXIT; \
+	$(LOCK_PYTHON) -m venv "$$tools"; \
+	"$$tools/bin/pip" install -q --disable-pip-version-check '$(PIP_TOOLS)'; \
+	export PATH="$$tools/bin:$$PATH" CUSTOM_COMPILE_COMMAND='make lock'; \
+	$(COMPILE) $(if $(UPGRADE),--upgrade) --extra test -o requirements-test.txt pyproject.toml; \
+	$(COMPILE) --upgrade -c requirements-test.txt -o requirements.txt pyproject.toml
 
 docker-up:
 	$(COMPOSE) up --build --detach

@@ -289,27 +289,36 @@ start_rabbitmq() {
 # ------------------------------------------------------------------ Python --
 
 install_venv() {
-    if ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    local lock=$REPO/requirements-test.txt
+    # A new lock makes .venv anew, so nothing the lock no longer lists stays behind.
+    if ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null ||
+        ! cmp -s "$lock" "$VENV/.pingtrack-lock"; then
         "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
             fail "$PYTHON is $("$PYTHON" -V 2>&1); pingtrack needs Python 3.11 or newer"
         step "creating $VENV with $("$PYTHON" -V 2>&1)"
         "$PYTHON" -m venv --clear "$VENV"
     fi
-    # The stamp holds the hash of the pyproject.toml last installed.
+    # The stamp holds the hash of the lock and pyproject.toml last installed.
     local want
-    want=$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)
+    want=$(cat "$lock" "$REPO/pyproject.toml" | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ] && [ -x "$VENV/bin/pingtrack" ]; then
         return 0
     fi
-    step "installing pingtrack with its test tools into .venv (pip)"
-    local log
+    step "installing pingtrack with its test tools into .venv (pip, requirements-test.txt)"
+    # The locked versions, each checked against its hash, then the project alone:
+    # an editable install has no file to hash, so it takes a second pip run. That
+    # one builds with the locked setuptools (--no-build-isolation): an isolated
+    # build would fetch its own, unpinned and unchecked (refused under
+    # PIP_REQUIRE_HASHES).
+    local pip=("$VENV/bin/python" -m pip install -q --disable-pip-version-check) log
     log=$(mktemp)
-    if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "${REPO}[test]" \
-        >"$log" 2>&1; then
+    if ! { "${pip[@]}" --require-hashes -r "$lock" &&
+        "${pip[@]}" --no-deps --no-build-isolation -e "$REPO"; } >"$log" 2>&1; then
         tail -n 30 "$log" >&2
         fail "pip could not install the project into $VENV (output above)"
     fi
     rm -f "$log"
+    cp "$lock" "$VENV/.pingtrack-lock"
     printf '%s\n' "$want" >"$STAMP"
 }
 
