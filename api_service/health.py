@@ -4,9 +4,10 @@ The HTTP status answers the first question (503 when the database or the
 broker is unreachable: this instance cannot do its job). The body answers the
 second: `status` is `degraded` with one reason per problem when the database,
 the broker, the writer (nobody consumes the results queue) or the probers
-(none alive while targets are active) fail, or when active targets have gone
-stale (no stored ping for 3 intervals). A stopped writer does not make the
-API unready: restarting the API would not help it.
+(none alive while targets are active) fail, when active targets have gone
+stale (no stored ping for 3 intervals), or when the ladder stopped, failed or
+discarded marks unsummarised (api_service/ladder_health.py). A stopped writer
+does not make the API unready: restarting the API would not help it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from api_service.deps import BrokerDep, PoolDep, SettingsDep
+from api_service.ladder_health import (
+    LadderHealth,
+    ladder_details,
+    ladder_reasons,
+    read_ladder_health,
+)
 from api_service.latest import STALE_INTERVALS, stale_targets_query
 from shared.broker import BrokerLink
 from shared.constants import PROBER_EXPIRY_S, Topology
@@ -39,6 +46,7 @@ class HealthOut(BaseModel):
     reasons: list[str]
     checks: dict[str, object]
     stale_targets: dict[str, object]
+    ladder: dict[str, object] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +133,14 @@ async def fleet_check(pool: asyncpg.Pool, fleet: str) -> FleetState | None:
         return None
 
 
+async def ladder_check(pool: asyncpg.Pool) -> LadderHealth | None:
+    try:
+        return await asyncio.wait_for(read_ladder_health(pool), CHECK_TIMEOUT_S)
+    except Exception as exc:  # any failure is the answer, not an error of ours
+        log.warning("health: ladder check failed", extra={"error": repr(exc)})
+        return None
+
+
 def degraded_reasons(
     database: str, broker: str, queue: QueueState, fleet: FleetState | None
 ) -> list[str]:
@@ -156,14 +172,24 @@ async def health(pool: PoolDep, broker: BrokerDep, settings: SettingsDep) -> JSO
 
     `status` is `degraded` with `reasons` whenever any part of the pipeline is
     unhealthy; `stale_targets` lists active targets without a recent ping, with
-    `resolve_error` set when the target's name does not resolve (so it is not probed).
+    `resolve_error` set when the target's name does not resolve (so it is not probed);
+    `ladder` tells the ladder's rounds, lag per tier and discarded marks.
     """
     database, (broker_state, queue) = await asyncio.gather(
         database_check(pool),
         broker_check(broker, Topology(settings.amqp_prefix).results_queue),
     )
-    fleet = await fleet_check(pool, settings.amqp_prefix) if database == "ok" else None
+    fleet: FleetState | None = None
+    ladder: LadderHealth | None = None
+    if database == "ok":
+        fleet, ladder = await asyncio.gather(
+            fleet_check(pool, settings.amqp_prefix), ladder_check(pool)
+        )
     reasons = degraded_reasons(database, broker_state, queue, fleet)
+    if ladder is not None:
+        reasons += ladder_reasons(ladder, settings.ladder_stale_after)
+    elif database == "ok":
+        reasons.append("ladder could not be checked")
     body = {
         "status": "degraded" if reasons else "ok",
         "reasons": reasons,
@@ -179,6 +205,7 @@ async def health(pool: PoolDep, broker: BrokerDep, settings: SettingsDep) -> JSO
             "count": 0 if fleet is None else fleet.stale_total,
             "items": [] if fleet is None else fleet.stale,
         },
+        "ladder": None if ladder is None else ladder_details(ladder),
     }
     ready = database == "ok" and broker_state == "ok"
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -12,7 +12,8 @@ from fastapi.responses import PlainTextResponse
 
 from api_service.auth import require_reader
 from api_service.deps import BrokerDep, PoolDep, SettingsDep
-from api_service.health import broker_check, database_check
+from api_service.health import broker_check, database_check, ladder_check
+from api_service.ladder_health import LadderHealth
 from api_service.routes_fleet import ProberRow, fleet_rows
 from shared.constants import Topology
 
@@ -102,9 +103,48 @@ def fleet_families(rows: Sequence[ProberRow]) -> list[Family]:
     return families
 
 
+def ladder_families(state: LadderHealth) -> list[Family]:
+    lag = Family(
+        "pingtrack_ladder_lag_seconds",
+        "gauge",
+        "How far behind now each tier's settled data is (raw_packed, level_N, hourly).",
+    )
+    for tier, behind in sorted(state.lag.items()):
+        lag.add(behind.total_seconds(), tier=tier)
+    rounds = Family("pingtrack_ladder_rounds_total", "counter", "Ladder rounds by outcome.")
+    rounds.add(state.rounds, outcome="completed")
+    rounds.add(state.failures, outcome="failed")
+    age = Family(
+        "pingtrack_ladder_last_round_age_seconds",
+        "gauge",
+        "Time since the last completed ladder round (since the ladder's record began if none).",
+    )
+    age.add((state.now - (state.finished_at or state.since)).total_seconds())
+    failed = Family(
+        "pingtrack_ladder_last_round_failed", "gauge", "1 when the latest ladder round failed."
+    )
+    failed.add(float(state.last_failed))
+    discarded = Family(
+        "pingtrack_ladder_discarded_marks_total",
+        "counter",
+        "Dirty hours dropped unsummarised because their raw pings had expired.",
+    )
+    discarded.add(state.discarded_marks)
+    families = [lag, rounds, age, failed, discarded]
+    if state.duration is not None:
+        duration = Family(
+            "pingtrack_ladder_last_round_duration_seconds",
+            "gauge",
+            "How long the last completed ladder round took.",
+        )
+        duration.add(state.duration.total_seconds())
+        families.append(duration)
+    return families
+
+
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(pool: PoolDep, broker: BrokerDep, settings: SettingsDep) -> PlainTextResponse:
-    """Fleet, queue and dependency figures for Prometheus to scrape."""
+    """Fleet, queue, ladder and dependency figures for Prometheus to scrape."""
     topology = Topology(settings.amqp_prefix)
     database, (broker_state, queue) = await asyncio.gather(
         database_check(pool), broker_check(broker, topology.results_queue)
@@ -125,4 +165,7 @@ async def metrics(pool: PoolDep, broker: BrokerDep, settings: SettingsDep) -> Pl
         families.append(consumers)
     if database == "ok":
         families += fleet_families(await fleet_rows(pool, settings.amqp_prefix))
+        ladder = await ladder_check(pool)
+        if ladder is not None:
+            families += ladder_families(ladder)
     return PlainTextResponse(render(families), media_type=CONTENT_TYPE)

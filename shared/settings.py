@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -69,8 +70,16 @@ class Settings(BaseSettings):
     # Writer
     writer_prefetch: int = Field(16, ge=1, le=1000)
 
+    # /health is degraded when no ladder round completed for this long (pg_cron
+    # runs one a minute; a catch-up round after an outage may take longer).
+    ladder_stale_after_min: int = Field(10, ge=2, le=10_080)
+
     log_level: str = "WARNING"
     log_format: str = Field("json", pattern="^(json|text)$")
+
+    @property
+    def ladder_stale_after(self) -> timedelta:
+        return timedelta(minutes=self.ladder_stale_after_min)
 
     @field_validator("log_level")
     @classmethod

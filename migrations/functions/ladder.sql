@@ -86,6 +86,8 @@ DECLARE
     targets bigint[];
     hours timestamptz[];
     b record;
+    discarded bigint;
+    discarded_hour timestamptz;
 BEGIN
     PERFORM ladder_lock();
     PERFORM ladder_prepare();
@@ -102,12 +104,15 @@ BEGIN
         WHERE d.target_id = p.target_id AND d.hour = p.hour
         RETURNING d.target_id, d.hour
     )
-    SELECT array_agg(target_id), array_agg(hour) INTO targets, hours
-    FROM taken
-    -- A block whose raw has expired is not rebuilt from what little is left.
-    WHERE hour + interval '1 hour' > now() - cfg.raw_retention;
+    -- A block whose raw has expired is not rebuilt from what little is left:
+    -- its mark is discarded, and counted (ladder_state, functions/ladder_health.sql).
+    SELECT array_agg(target_id) FILTER (WHERE live), array_agg(hour) FILTER (WHERE live),
+           count(*) FILTER (WHERE NOT live), max(hour) FILTER (WHERE NOT live)
+    INTO targets, hours, discarded, discarded_hour
+    FROM (SELECT *, hour + interval '1 hour' > now() - cfg.raw_retention AS live FROM taken) t;
+    PERFORM ladder_note_discarded(discarded, discarded_hour);
     IF targets IS NULL THEN
-        RETURN 0;
+        RETURN discarded;  -- 0 when nothing was taken; else go on with the next marks
     END IF;
 
     FOR b IN SELECT * FROM unnest(targets, hours) AS t(target_id, hour) LOOP
@@ -238,27 +243,33 @@ $$;
 
 -- One round of every job, committing after each step so a long catch-up
 -- keeps its progress. Every time-partitioned table's retention is a step here
--- (tests/test_partition_retention.py).
+-- (tests/test_partition_retention.py). Each step runs through ladder_step(),
+-- and the round is recorded in ladder_state (functions/ladder_health.sql):
+-- a failing step is recorded and committed, then the round raises its error.
 CREATE OR REPLACE PROCEDURE ladder_run()
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM ladder_partitions();
+    PERFORM ladder_round_begin();
     COMMIT;
-    WHILE ladder_rollup() > 0 LOOP
+    PERFORM ladder_step('ladder_partitions');
+    COMMIT;
+    WHILE ladder_step('ladder_rollup') > 0 LOOP
         COMMIT;
     END LOOP;
     COMMIT;
-    WHILE ladder_pack_segments() > 0 LOOP
+    WHILE ladder_step('ladder_pack_segments') > 0 LOOP
         COMMIT;
     END LOOP;
     COMMIT;
-    WHILE ladder_pack() > 0 LOOP
+    WHILE ladder_step('ladder_pack') > 0 LOOP
         COMMIT;
     END LOOP;
     COMMIT;
-    PERFORM ladder_retention();
+    PERFORM ladder_step('ladder_retention');
     COMMIT;
-    PERFORM probe_details_retention();
+    PERFORM ladder_step('probe_details_retention');
+    COMMIT;
+    PERFORM ladder_round_end();
     COMMIT;
 END;
 $$;
