@@ -96,7 +96,8 @@ async def drain_with_writer(
     settings: Settings, pool: asyncpg.Pool, rows: int, max_group: int
 ) -> None:
     link = BrokerLink(settings.amqp_url, prefetch=settings.writer_prefetch)
-    writer = Writer(PingStore(pool), link, Topology(settings.amqp_prefix), max_group=max_group)
+    store = PingStore(pool, dedup_window=settings.dedup_window)
+    writer = Writer(store, link, Topology(settings.amqp_prefix), max_group=max_group)
     stop = asyncio.Event()
     task = asyncio.create_task(writer.run(stop))
     try:
@@ -168,7 +169,7 @@ async def bench(args: argparse.Namespace) -> None:
         async def staging(conn: asyncpg.Connection, batch: ResultBatch) -> None:
             await copy_via_staging(conn, rows_of_all([batch]))
 
-        store = PingStore(pool)
+        store = PingStore(pool, dedup_window=settings.dedup_window)
 
         async def batch_ids() -> None:
             for batch in batches:

@@ -12,6 +12,10 @@ PROBER_EXPIRY_S = 5.0
 
 REASON_HEADER = "x-pingtrack-reason"
 BATCH_ID_HEADER = "x-pingtrack-batch-id"
+# How a dead-lettered reason starts when results were older than the writer's
+# dedup window (writer_service/store.py): refused, since a replay of them could
+# no longer be told from new results.
+TOO_LATE = "too_late"
 CONTENT_TYPE = "application/msgpack"
 
 # A results message bigger than this is rejected as malformed (a batch of

@@ -69,6 +69,10 @@ class Settings(BaseSettings):
 
     # Writer
     writer_prefetch: int = Field(16, ge=1, le=1000)
+    # Batch ids are remembered this long, then pruned: the window in which a
+    # batch delivered again is recognised. Pings older than it (less a margin,
+    # writer_service/store.py) are refused to the dead-letter queue as too_late.
+    dedup_window_h: int = Field(168, ge=2, le=87_600)
 
     # /health is degraded when no ladder round completed for this long (pg_cron
     # runs one a minute; a catch-up round after an outage may take longer).
@@ -76,6 +80,10 @@ class Settings(BaseSettings):
 
     log_level: str = "WARNING"
     log_format: str = Field("json", pattern="^(json|text)$")
+
+    @property
+    def dedup_window(self) -> timedelta:
+        return timedelta(hours=self.dedup_window_h)
 
     @property
     def ladder_stale_after(self) -> timedelta:

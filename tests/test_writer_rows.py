@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.codec import ResultBatch
+from shared.codec import AddressRecord, ProbeDetail, ResultBatch
 from writer_service.rows import (
     PG_EPOCH_US,
     US_PER_DAY,
@@ -16,7 +16,9 @@ from writer_service.rows import (
     days_of,
     decode_timestamptz,
     encode_timestamptz,
+    late_batch_id,
     rows_of_all,
+    split_late,
     split_repeats,
 )
 
@@ -63,3 +65,35 @@ def test_split_repeats_keeps_first_of_each_id() -> None:
 def test_rows_of_all_chains_columns_in_table_order() -> None:
     a = batch_of(10, 20, rtt=None)
     assert list(rows_of_all([a])) == [(7, 10, None, 64, 0), (7, 20, None, 64, 0)]
+
+
+def test_split_late_keeps_a_batch_with_nothing_late_whole() -> None:
+    batch = batch_of(100, 200, 300)
+    fresh, late = split_late(batch, 100)
+    assert fresh is batch
+    assert late.empty and late.batch_id == late_batch_id(batch.batch_id)
+
+
+def test_split_late_parts_pings_details_and_addresses_by_time() -> None:
+    batch = batch_of(300, 100, 200)
+    batch.details += [
+        ProbeDetail(7, 100, 200, 5, None, None),
+        ProbeDetail(7, 300, None, None, None, "timeout"),
+    ]
+    batch.addresses += [
+        AddressRecord(7, 50, "192.0.2.1", None),
+        AddressRecord(7, 250, "192.0.2.2", None),
+    ]
+    batch.prober = "p1"
+    fresh, late = split_late(batch, 200)
+    assert (fresh.batch_id, fresh.prober, fresh.ts) == (batch.batch_id, "p1", [300, 200])
+    assert (late.prober, late.ts, late.rtt) == ("p1", [100], [1000])
+    assert [d.ts for d in fresh.details] == [300] and [d.ts for d in late.details] == [100]
+    assert [a.ts for a in fresh.addresses] == [250] and [a.ts for a in late.addresses] == [50]
+    everything_late, _ = split_late(batch, 10_000)
+    assert everything_late.empty
+
+
+def test_the_late_part_s_id_is_the_same_on_every_delivery_and_not_the_batch_s() -> None:
+    assert late_batch_id(b"a" * 16) == late_batch_id(b"a" * 16)
+    assert late_batch_id(b"a" * 16) not in {b"a" * 16, late_batch_id(b"b" * 16)}

@@ -4,6 +4,14 @@ Fates: stored or duplicate -> ack after the commit holding its rows; malformed
 or unstorable -> published to the dead-letter exchange with a reason, acked
 once that publish is confirmed; database trouble -> nack with requeue, stop
 consuming and wait until the database answers, so the queue holds the results.
+
+Results older than the dedup window allows (writer_service/store.py,
+LATE_MARGIN) are refused with the reason `too_late`: a message holding only
+those is dead-lettered as it came; a message holding some is split, its
+too-late part dead-lettered as a batch of its own (a derived id, the original
+in the batch-id header) before the rest is stored under the original id. A
+redelivery after a failed write may dead-letter that part again (the same
+message id): the dead-letter queue gets it at least once, pings get it never.
 """
 
 from __future__ import annotations
@@ -20,16 +28,24 @@ from pamqp import commands as spec
 
 from shared.backoff import delays, retry
 from shared.broker import TRANSIENT_BROKER_ERRORS, BrokerLink, declare_results
-from shared.codec import ResultBatch, decode_batch
-from shared.constants import MAX_RESULTS_MESSAGE_BYTES, REASON_HEADER, Topology
+from shared.codec import ResultBatch, decode_batch, encode_batch
+from shared.constants import (
+    BATCH_ID_HEADER,
+    CONTENT_TYPE,
+    MAX_RESULTS_MESSAGE_BYTES,
+    REASON_HEADER,
+    Topology,
+)
 from shared.db import TRANSIENT_DB_ERRORS
 from shared.errors import MalformedMessage
-from writer_service.store import PingStore
+from writer_service.rows import batch_uuid, split_late
+from writer_service.store import PingStore, too_late_reason
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Message = aiormq.abc.DeliveredMessage
+Decoded = list[tuple[Message, ResultBatch]]
 PRUNE_EVERY_S = 3600.0
 # Messages written per transaction at most: one commit for several batches.
 DEFAULT_MAX_GROUP = 8
@@ -43,6 +59,7 @@ class WriterStats:
     details: int = 0  # tcp/http probe detail rows stored
     duplicates: int = 0  # batches already stored before
     dead_lettered: int = 0  # messages sent to the dead-letter queue
+    too_late: int = 0  # pings refused as older than the dedup window
     write_failures: int = 0  # groups nacked back to the queue
 
     def as_dict(self) -> dict[str, int]:
@@ -129,7 +146,7 @@ class Writer:
 
     async def _handle(self, channel: aiormq.abc.AbstractChannel, group: list[Message]) -> bool:
         """Give each message its fate; False when the database failed (group nacked)."""
-        decoded: list[tuple[Message, ResultBatch]] = []
+        decoded: Decoded = []
         for message in group:
             try:
                 batch = decode_batch(message.body, self._max_message_bytes)
@@ -140,16 +157,20 @@ class Writer:
         if not decoded:
             return True
         try:
+            oldest = await self._store.oldest_accepted()
+        except Exception as exc:
+            return await self._requeue(channel, decoded, exc)
+        return await self._store_group(channel, await self._refuse_late(channel, decoded, oldest))
+
+    async def _store_group(self, channel: aiormq.abc.AbstractChannel, decoded: Decoded) -> bool:
+        if not decoded:
+            return True
+        try:
             outcome = await self._store.write([batch for _, batch in decoded])
         except asyncpg.DataError as exc:
             return await self._isolate_rejected(channel, decoded, exc)
         except Exception as exc:
-            level = logging.WARNING if isinstance(exc, TRANSIENT_DB_ERRORS) else logging.ERROR
-            log.log(level, "write failed, results requeued", extra={"error": repr(exc)})
-            self.stats.write_failures += 1
-            self._failures += 1
-            await self._nack(channel, [message for message, _ in decoded])
-            return False
+            return await self._requeue(channel, decoded, exc)
         self._failures = 0
         unclaimed = set(outcome.fresh)
         for message, batch in decoded:
@@ -164,49 +185,107 @@ class Writer:
         self.stats.details += outcome.details
         return True
 
+    async def _requeue(
+        self, channel: aiormq.abc.AbstractChannel, decoded: Decoded, exc: Exception
+    ) -> bool:
+        level = logging.WARNING if isinstance(exc, TRANSIENT_DB_ERRORS) else logging.ERROR
+        log.log(level, "write failed, results requeued", extra={"error": repr(exc)})
+        self.stats.write_failures += 1
+        self._failures += 1
+        await self._nack(channel, [message for message, _ in decoded])
+        return False
+
     async def _isolate_rejected(
-        self,
-        channel: aiormq.abc.AbstractChannel,
-        decoded: list[tuple[Message, ResultBatch]],
-        exc: asyncpg.DataError,
+        self, channel: aiormq.abc.AbstractChannel, decoded: Decoded, exc: asyncpg.DataError
     ) -> bool:
         """The database refused a value: find the message that holds it, store the rest."""
         if len(decoded) == 1:
             await self._dead_letter(channel, decoded[0][0], f"database rejected: {exc}")
             return True
-        for position, (message, _) in enumerate(decoded):
-            if not await self._handle(channel, [message]):
+        for position, pair in enumerate(decoded):
+            if not await self._store_group(channel, [pair]):
                 await self._nack(channel, [m for m, _ in decoded[position + 1 :]])
                 return False
         return True
+
+    async def _refuse_late(
+        self, channel: aiormq.abc.AbstractChannel, decoded: Decoded, oldest_us: int
+    ) -> Decoded:
+        """Dead-letter what is timed before `oldest_us`; return what is left to store."""
+        kept: Decoded = []
+        for message, batch in decoded:
+            fresh, late = split_late(batch, oldest_us)
+            if late.empty:
+                kept.append((message, batch))
+                continue
+            reason = too_late_reason(batch, late, oldest_us, self._store.dedup_window)
+            self.stats.too_late += len(late)
+            if fresh.empty:
+                await self._dead_letter(channel, message, reason)
+            elif await self._dead_letter_part(channel, message, batch, late, reason):
+                kept.append((message, fresh))
+        return kept
+
+    async def _dead_letter_part(
+        self,
+        channel: aiormq.abc.AbstractChannel,
+        message: Message,
+        whole: ResultBatch,
+        part: ResultBatch,
+        reason: str,
+    ) -> bool:
+        """Dead-letter `part` of `message` (decoded: `whole`) as a batch of its own.
+        False when the broker did not confirm it: the whole message then goes by the
+        queue's own dead-lettering (without our reason), and nothing of it is stored."""
+        body, part_id = encode_batch(part), str(batch_uuid(part))
+        headers = {BATCH_ID_HEADER: str(batch_uuid(whole))}
+        if await self._publish_dead(channel, message, reason, body, part_id, CONTENT_TYPE, headers):
+            return True
+        await channel.basic_reject(_tag(message), requeue=False)
+        return False
 
     async def _dead_letter(
         self, channel: aiormq.abc.AbstractChannel, message: Message, reason: str
     ) -> None:
         props = message.header.properties
-        headers = dict(props.headers or {})
-        headers[REASON_HEADER] = reason[:1000]
-        confirm = await channel.basic_publish(
-            message.body,
-            exchange=self._topology.dead_exchange,
-            routing_key="",
-            properties=spec.Basic.Properties(
-                headers=headers,
-                message_id=props.message_id,
-                content_type=props.content_type,
-                delivery_mode=2,
-            ),
-        )
-        log.warning(
-            "malformed message dead-lettered",
-            extra={"reason": reason, "message_id": props.message_id},
-        )
-        if isinstance(confirm, spec.Basic.Ack):
+        if await self._publish_dead(
+            channel, message, reason, message.body, props.message_id, props.content_type, {}
+        ):
             await channel.basic_ack(_tag(message))
         else:
             # Not confirmed: the queue's own dead-lettering keeps it (without our reason).
             await channel.basic_reject(_tag(message), requeue=False)
+
+    async def _publish_dead(
+        self,
+        channel: aiormq.abc.AbstractChannel,
+        message: Message,
+        reason: str,
+        body: bytes,
+        message_id: str | None,
+        content_type: str | None,
+        headers: dict[str, str],
+    ) -> bool:
+        """Publish `body` to the dead-letter exchange with `message`'s headers, the
+        reason and `headers`; True once the broker confirmed it."""
+        confirm = await channel.basic_publish(
+            body,
+            exchange=self._topology.dead_exchange,
+            routing_key="",
+            properties=spec.Basic.Properties(
+                headers={
+                    **(message.header.properties.headers or {}),
+                    REASON_HEADER: reason[:1000],
+                    **headers,
+                },
+                message_id=message_id,
+                content_type=content_type,
+                delivery_mode=2,
+            ),
+        )
+        log.warning("message dead-lettered", extra={"reason": reason, "message_id": message_id})
         self.stats.dead_lettered += 1
+        return isinstance(confirm, spec.Basic.Ack)
 
     async def _nack(self, channel: aiormq.abc.AbstractChannel, messages: list[Message]) -> None:
         for message in messages:

@@ -39,7 +39,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             await declare_results(await link.channel(timeout=STARTUP_TIMEOUT_S), topology)
         except TRANSIENT_BROKER_ERRORS as exc:
             raise WriterStartupError(f"cannot reach RabbitMQ: {exc!r}") from exc
-        writer = Writer(PingStore(pool), link, topology)
+        writer = Writer(PingStore(pool, dedup_window=settings.dedup_window), link, topology)
         log.info("writer started", extra={"queue": topology.results_queue})
         await writer.run(stop)
         log.info("writer stopped", extra=writer.stats.as_dict())

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from shared.codec import ResultBatch
+from shared.constants import TOO_LATE
 
 COLUMNS = ("target_id", "ts", "rtt_us", "ttl", "hops")
 Row = tuple[int, int, int | None, int | None, int | None]
@@ -68,3 +69,29 @@ def split_repeats(batches: Sequence[ResultBatch]) -> tuple[list[ResultBatch], li
             seen.add(batch.batch_id)
             firsts.append(batch)
     return firsts, repeats
+
+
+def late_batch_id(batch_id: bytes) -> bytes:
+    """The id of a batch's too-late part: derived, so the same on every redelivery."""
+    return uuid.uuid5(uuid.UUID(bytes=batch_id), TOO_LATE).bytes
+
+
+def split_late(batch: ResultBatch, oldest_us: int) -> tuple[ResultBatch, ResultBatch]:
+    """(what is timed at or after `oldest_us`, what is older): pings, their probe
+    details and address records alike. The first keeps the batch's id (it is
+    what gets stored and claimed), the second has `late_batch_id`."""
+    late = ResultBatch(batch_id=late_batch_id(batch.batch_id), prober=batch.prober)
+    if (
+        min(batch.ts, default=oldest_us) >= oldest_us
+        and all(record.ts >= oldest_us for record in batch.addresses)
+        and all(detail.ts >= oldest_us for detail in batch.details)
+    ):
+        return batch, late
+    fresh = ResultBatch(batch_id=batch.batch_id, prober=batch.prober)
+    for row in rows_of(batch):
+        (fresh if row[1] >= oldest_us else late).append(*row)
+    for record in batch.addresses:
+        (fresh if record.ts >= oldest_us else late).addresses.append(record)
+    for detail in batch.details:
+        (fresh if detail.ts >= oldest_us else late).details.append(detail)
+    return fresh, late

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from shared.backoff import retry
 from shared.codec import ResultBatch
+from shared.constants import TOO_LATE
 from shared.db import TRANSIENT_DB_ERRORS, create_pool
 from shared.settings import Settings
 from writer_service.rows import (
@@ -29,11 +30,37 @@ from writer_service.rows import (
 log = logging.getLogger(__name__)
 
 STAGING_TABLE = "pings_staging"
-# Batch ids are kept long enough that no redelivery can outlive them: the
-# results queue has no message TTL, but a backlog a week old means the system
-# was down for a week, and a duplicate from before that is not a real risk.
-BATCH_ID_RETENTION = timedelta(days=7)
+# The dedup window (settings.dedup_window, a week by default): a batch id is
+# remembered that long after its batch was stored, then pruned. A ping is
+# stored after it was sent, so while a ping is younger than the window its
+# batch's id, if that batch was stored before, is still known, and a second
+# delivery is recognised. Older results could be a replay nothing can
+# recognise any more (the primary key on pings guards only days still in row
+# form, not packed ones), so the writer refuses them: dead-lettered as
+# too_late, never written twice. The margin covers a prober clock ahead of the
+# database's and a prune running between our check and our claim.
+LATE_MARGIN = timedelta(hours=1)
+HOUR = timedelta(hours=1)
 PRUNE_CHUNK = 5000
+
+
+def too_late_reason(
+    batch: ResultBatch, late: ResultBatch, oldest_us: int, dedup_window: timedelta
+) -> str:
+    """The dead-letter reason for `late`, the part of `batch` timed before `oldest_us`."""
+    before = datetime.fromtimestamp(oldest_us / 1e6, UTC).isoformat(timespec="seconds")
+    extra = [
+        f"{n} {what}"
+        for n, what in ((len(late.details), "probe details"), (len(late.addresses), "addresses"))
+        if n
+    ]
+    return (
+        f"{TOO_LATE}: {len(late)} of {len(batch)} pings"
+        f"{' (with ' + ', '.join(extra) + ')' if extra else ''} from before {before},"
+        f" past the {dedup_window / HOUR:g} h dedup window less {LATE_MARGIN / HOUR:g} h:"
+        " a replay of them could not be recognised"
+    )
+
 
 _CLAIM_IDS = """
     INSERT INTO ingested_batches (batch_id, rows)
@@ -111,11 +138,28 @@ class WriteOutcome:
 
 
 class PingStore:
-    """Writes groups of batches in one transaction each; a batch id is stored once."""
+    """Writes groups of batches in one transaction each; a batch id is stored once,
+    and remembered for `dedup_window`."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, dedup_window: timedelta) -> None:
+        if dedup_window <= LATE_MARGIN:
+            raise ValueError(f"the dedup window must be longer than {LATE_MARGIN}")
         self._pool = pool
+        self._window = dedup_window
         self._known_days: set[int] = set()
+
+    @property
+    def dedup_window(self) -> timedelta:
+        return self._window
+
+    async def oldest_accepted(self) -> int:
+        """µs since the epoch, by the database's clock: results timed before this
+        are too late to store (see LATE_MARGIN)."""
+        async with self._pool.acquire() as conn:
+            oldest: int = await conn.fetchval(
+                "SELECT now() - $1::interval", self._window - LATE_MARGIN
+            )
+        return oldest
 
     async def write(self, batches: Sequence[ResultBatch]) -> WriteOutcome:
         """Store the batches not seen before; raise (and store nothing) on failure."""
@@ -176,12 +220,13 @@ class PingStore:
         async with self._pool.acquire(timeout=10) as conn:
             return bool(await conn.fetchval("SELECT 1", timeout=10) == 1)
 
-    async def prune_batch_ids(self, older_than: timedelta = BATCH_ID_RETENTION) -> int:
-        """Delete old batch ids in small chunks, so no long lock or bloat spike."""
+    async def prune_batch_ids(self) -> int:
+        """Forget batch ids older than the dedup window, in small chunks (no long
+        lock or bloat spike)."""
         total = 0
         while True:
             async with self._pool.acquire() as conn:
-                status = await conn.execute(_PRUNE, older_than, PRUNE_CHUNK)
+                status = await conn.execute(_PRUNE, self._window, PRUNE_CHUNK)
             deleted = int(status.split()[-1])
             total += deleted
             if deleted < PRUNE_CHUNK:
