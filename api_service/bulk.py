@@ -121,7 +121,7 @@ async def create_many(
         created.append(target)
         results[index] = ItemResult(index, 201, target=target)
     confirmed = await publisher.publish_many([t.spec() for t in created])
-    log.info("bulk create", extra={"created": len(created), "published": confirmed})
+    log.info("bulk create", extra={"targets_created": len(created), "published": confirmed})
     return [results[i] for i in range(len(items))]
 
 

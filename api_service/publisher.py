@@ -33,9 +33,12 @@ class NotConfirmed(Exception):
 
 
 class CommandPublisher:
-    def __init__(self, broker: BrokerLink, topology: Topology) -> None:
+    def __init__(
+        self, broker: BrokerLink, topology: Topology, timeout_s: float = PUBLISH_TIMEOUT_S
+    ) -> None:
         self._broker = broker
         self._topology = topology
+        self._timeout_s = timeout_s
         self._declared_on: aiormq.abc.AbstractChannel | None = None
         self.published = 0
         self.failed = 0
@@ -63,7 +66,7 @@ class CommandPublisher:
     async def publish(self, spec: TargetSpec) -> bool:
         """Publish one command; True when the broker confirmed it."""
         try:
-            await asyncio.wait_for(self._publish(spec), PUBLISH_TIMEOUT_S)
+            await asyncio.wait_for(self._publish(spec), self._timeout_s)
         except Exception as exc:  # any broker failure: the database already holds the change
             self.failed += 1
             log.warning(
@@ -80,23 +83,41 @@ class CommandPublisher:
         if not specs:
             return 0
         try:
-            channel = await asyncio.wait_for(self._channel(), PUBLISH_TIMEOUT_S)
+            channel = await asyncio.wait_for(self._channel(), self._timeout_s)
         except Exception as exc:  # any broker failure: the database already holds the changes
             self._failed_many(len(specs), exc)
             return 0
         confirmed = 0
         for start in range(0, len(specs), MAX_IN_FLIGHT):
-            chunk = specs[start : start + MAX_IN_FLIGHT]
-            outcomes = await asyncio.gather(
-                *(asyncio.wait_for(self._send(channel, s), PUBLISH_TIMEOUT_S) for s in chunk),
-                return_exceptions=True,
-            )
-            errors = [o for o in outcomes if isinstance(o, BaseException)]
-            confirmed += len(chunk) - len(errors)
-            if errors:
-                self._failed_many(len(errors), errors[0])
+            confirmed += await self._send_chunk(channel, specs[start : start + MAX_IN_FLIGHT])
         self.published += confirmed
         return confirmed
+
+    async def _send_chunk(
+        self, channel: aiormq.abc.AbstractChannel, chunk: Sequence[TargetSpec]
+    ) -> int:
+        """Confirms of one chunk, given up only when none arrived for a whole timeout.
+
+        A deadline per message would count a busy event loop (a large bulk
+        change, a slow machine) as a broker that does not answer, and drop
+        commands the broker was confirming all along.
+        """
+        pending = {asyncio.ensure_future(self._send(channel, spec)) for spec in chunk}
+        errors: list[BaseException] = []
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, timeout=self._timeout_s)
+                errors.extend(e for task in done if (e := task.exception()) is not None)
+                if not done:
+                    break
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        failed = len(errors) + len(pending)
+        if failed:
+            self._failed_many(failed, errors[0] if errors else TimeoutError("no confirm"))
+        return len(chunk) - failed
 
     def _failed_many(self, count: int, exc: BaseException) -> None:
         self.failed += count

@@ -193,7 +193,18 @@ class Scheduler:
         # New grid: it takes effect at its next slot.
         phase = phase_us(spec.id, interval_us)
         self._generation += 1
-        due = first_slot_at_or_after(time.time_ns() // 1000, interval_us, phase)
+        taken = time.time_ns() // 1000
+        due = first_slot_at_or_after(taken, interval_us, phase)
+        # When a target was taken in and its first slot: "why no ping yet?" answered.
+        log.debug(
+            "target scheduled",
+            extra={
+                "target_id": spec.id,
+                "taken_us": taken,
+                "first_slot_us": due,
+                "interval_us": interval_us,
+            },
+        )
         entry = _Entry(
             spec, "", False, interval_us, phase, due, self._generation, self._skip, probe
         )
