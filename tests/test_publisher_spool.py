@@ -10,12 +10,15 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiormq
 import aiormq.abc
 import pytest
 
+from api_service.metrics import fleet_families, render
+from api_service.routes_fleet import ProberRow
 from prober_service.publisher import Publisher
 from prober_service.spool import Spool
 from prober_service.spool_dir import prober_directory
@@ -208,3 +211,23 @@ async def test_a_disk_that_refuses_writes_does_not_stop_the_results(
             await eventually(lambda: _published(publisher, 120), timeout=15)
     assert "writing the spool failed; results wait in memory" in caplog.text
     assert sorted(tap.ts) == sent
+
+
+async def test_spool_figures_reach_the_metrics_through_the_heartbeat_stats(
+    settings: Settings,
+) -> None:
+    base = time.time_ns() // 1000
+    async with TcpProxy("127.0.0.1", 5672) as proxy:
+        url = AMQP_URL.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
+        await proxy.cut()
+        async with running(settings, url) as publisher:
+            feed(publisher, 0, 100, base)
+            await eventually(lambda: _spooled(publisher, 100), timeout=5)
+            stats = publisher.spool_figures()
+    now = datetime.now(UTC)
+    row = ProberRow("p1", now, now, 0.5, 256, {**stats, "dropped_results": 0})
+    text = render(fleet_families([row]))
+    assert f'pingtrack_prober_spool_batches{{prober="p1"}} {stats["spool_batches"]}' in text
+    assert f'pingtrack_prober_spool_bytes{{prober="p1"}} {stats["spool_bytes"]}' in text
+    assert 'pingtrack_prober_spool_dropped_batches_total{prober="p1"} 0' in text
+    assert 'pingtrack_prober_spool_corrupt_total{prober="p1"} 0' in text
