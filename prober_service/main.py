@@ -159,4 +159,5 @@ async def _serve(
         await asyncio.gather(pinger.drain(MAX_TIMEOUT_S + 1.0), probes.drain(MAX_TIMEOUT_S + 1.0))
         reaper.cancel()
         publishing.cancel()
+        await asyncio.wait({publishing})  # none of its publishes in flight during close()
         await asyncio.shield(publisher.close(FLUSH_TIMEOUT_S))

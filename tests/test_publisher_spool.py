@@ -78,17 +78,30 @@ def settings(amqp_prefix: str, tmp_path: Path) -> Settings:
     )
 
 
+@dataclass
+class Running:
+    publisher: Publisher
+    task: asyncio.Task[None]
+
+    async def sigterm(self, flush_s: float) -> None:
+        """What the prober does on SIGTERM: run() cancelled, then close()."""
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.publisher.close(flush_s)
+
+
 @asynccontextmanager
 async def running(
     settings: Settings, url: str, prober_id: str = "p1", spool: Spool | None = None
-) -> AsyncIterator[Publisher]:
-    """A publisher whose run() is cancelled at the end, as a SIGTERM does before close()."""
+) -> AsyncIterator[Running]:
+    """A publisher, running until the block ends; then, unless stopped by `sigterm`,
+    what a kill leaves: run() cancelled, no close(), the spool's lock let go."""
     link = BrokerLink(url)
     publisher = Publisher(link, Topology(settings.amqp_prefix), settings, prober_id, spool=spool)
     await publisher.open()
     task = asyncio.create_task(publisher.run())
     try:
-        yield publisher
+        yield Running(publisher, task)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -114,7 +127,8 @@ async def test_a_crash_during_an_outage_loses_nothing_spooled_and_replays_it_onc
     async with TcpProxy("127.0.0.1", 5672) as proxy:
         url = AMQP_URL.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
         await proxy.cut()
-        async with running(settings, url) as first:
+        async with running(settings, url) as run:
+            first = run.publisher
             sent = []
             for round_ in range(10):
                 sent += feed(first, round_ * 30, 30, base)
@@ -124,7 +138,8 @@ async def test_a_crash_during_an_outage_loses_nothing_spooled_and_replays_it_onc
         # The context's end is the crash: run() cancelled, no close(), the lock let go.
         assert spooled["spool_batches"] >= 10 and tap.bodies == []
         await proxy.resume()
-        async with running(settings, url) as second:
+        async with running(settings, url) as run:
+            second = run.publisher
             await eventually(lambda: _published(second, len(sent)), timeout=15)
             more = feed(second, 300, 20, base)
             await eventually(lambda: _published(second, len(sent) + 20), timeout=5)
@@ -157,7 +172,8 @@ async def test_a_batch_keeps_its_id_and_bytes_from_spool_to_broker(
     async with TcpProxy("127.0.0.1", 5672) as proxy:
         url = AMQP_URL.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
         await proxy.cut()
-        async with running(settings, url) as publisher:
+        async with running(settings, url) as run:
+            publisher = run.publisher
             feed(publisher, 0, 120, base)
             await eventually(lambda: _spooled(publisher, 120), timeout=5)
             on_disk = entries_on_disk(spool_of(settings, "p1"))
@@ -176,19 +192,20 @@ async def test_stopping_while_the_broker_is_away_keeps_the_rest_for_the_next_sta
     async with TcpProxy("127.0.0.1", 5672) as proxy:
         url = AMQP_URL.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
         await proxy.cut()
-        async with running(settings, url) as publisher:
+        async with running(settings, url) as run:
+            publisher = run.publisher
             sent = feed(publisher, 0, 75, base)  # the last 25 are still in the open batch
             started = time.monotonic()
             with caplog.at_level(logging.WARNING, logger="prober_service.publisher"):
-                await publisher.close(0.5)
+                await run.sigterm(0.5)
             assert time.monotonic() - started < 2
             assert "results not published before shutdown" in caplog.text
             assert publisher.buffered == 75 and publisher.dropped_results == 0
         assert len(entries_on_disk(spool_of(settings, "p1"))) == 2
         await proxy.resume()
-        async with running(settings, url) as again:
-            await eventually(lambda: _published(again, 75), timeout=15)
-            await again.close(5)
+        async with running(settings, url) as run:
+            await eventually(lambda: _published(run.publisher, 75), timeout=15)
+            await run.sigterm(5)
         assert not spool_of(settings, "p1").exists()  # drained and closed: nothing left
     assert tap.ts == sent
 
@@ -206,7 +223,8 @@ async def test_a_disk_that_refuses_writes_does_not_stop_the_results(
     base = time.time_ns() // 1000
     spool = RefusingDisk(spool_of(settings, "p1"), settings.spool_max_bytes)
     with caplog.at_level(logging.WARNING, logger="prober_service.publisher"):
-        async with running(settings, AMQP_URL, spool=spool) as publisher:
+        async with running(settings, AMQP_URL, spool=spool) as run:
+            publisher = run.publisher
             sent = feed(publisher, 0, 120, base)
             await eventually(lambda: _published(publisher, 120), timeout=15)
     assert "writing the spool failed; results wait in memory" in caplog.text
@@ -220,7 +238,8 @@ async def test_spool_figures_reach_the_metrics_through_the_heartbeat_stats(
     async with TcpProxy("127.0.0.1", 5672) as proxy:
         url = AMQP_URL.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
         await proxy.cut()
-        async with running(settings, url) as publisher:
+        async with running(settings, url) as run:
+            publisher = run.publisher
             feed(publisher, 0, 100, base)
             await eventually(lambda: _spooled(publisher, 100), timeout=5)
             stats = publisher.spool_figures()
