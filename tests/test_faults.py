@@ -30,6 +30,7 @@ import asyncpg
 import httpx
 import pytest
 
+from prober_service.main import FLUSH_TIMEOUT_S
 from shared.constants import Topology
 from tests.conftest import ADMIN_TOKEN, eventually
 from tests.fault_accounting import TargetAccount, account, prober_counts
@@ -215,6 +216,7 @@ async def settle_and_account(
     *,
     counted_from: float = float("-inf"),
     excused: tuple[float, float] | None = None,
+    **extra: object,
 ) -> list[TargetAccount]:
     """Stop probers (they log their counts), let the writer drain, stop the rest, account."""
     exits = {name: stack.stop(name) for name in [n for n in stack.services if "prober" in n]}
@@ -246,7 +248,7 @@ async def settle_and_account(
         )
         for t in targets
     ]
-    record(fault, accounts, exits)
+    record(fault, accounts, exits, **extra)
     return accounts
 
 
@@ -353,6 +355,39 @@ async def test_prober_killed_and_replaced_leaves_only_its_own_gap(stack: Stack) 
     # The gap is what the kill cost: from its death to the replacement's first ping.
     for a in accounts:
         assert 0 < a.excused <= resumed_at - killed_at + 2, a.as_dict()
+
+
+async def test_prober_stopped_during_a_broker_outage_leaves_the_rest_to_its_next_start(
+    stack: Stack,
+) -> None:
+    targets = await start_tracking(stack)
+    await asyncio.to_thread(stack.rabbit.stop)
+    await asyncio.sleep(3)
+    stopped_at = time.time()  # it sends nothing from the SIGTERM on
+    took = stack.stop("prober")  # exits 0 within CLEAN_EXIT_S, though nothing was published
+    (stopped,) = [json.loads(x) for x in stack.prober_logs() if '"prober stopped"' in x]
+    assert stopped["spool_results"] > 0, stopped
+    assert stopped["unpublished_results"] == stopped["spool_results"], stopped
+    stack.start("prober")
+    await asyncio.to_thread(stack.rabbit.start)
+    await pinged_since(stack, targets, time.time() + 2, timeout=60)
+    stored = await stored_pings(stack)
+    resumed_at = max(
+        min(p["ts"].timestamp() for p in stored[t] if p["ts"].timestamp() > stopped_at)
+        for t in targets
+    )
+    accounts = await settle_and_account(
+        stack,
+        targets,
+        "SIGTERM prober during a broker outage, start it again",
+        excused=(stopped_at - 2 * INTERVAL_S, resumed_at),
+        sigterm_during_outage_s=round(took, 2),
+        left_in_spool=stopped["spool_results"],
+    )
+    # Both lives logged their counts: every ping either sent is stored once, the
+    # ones the first left in its spool included.
+    assert_sound(accounts)
+    assert took < FLUSH_TIMEOUT_S + 2.5, took
 
 
 async def pinged_at_least(stack: Stack, since: float, count: int) -> int:
