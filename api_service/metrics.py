@@ -78,7 +78,21 @@ _PROBER_STATS = (
         "dropped_results",
         "pingtrack_prober_dropped_results_total",
         "counter",
-        "Results dropped by a full buffer.",
+        "Results dropped by a full buffer or spool.",
+    ),
+    ("spool_bytes", "pingtrack_prober_spool_bytes", "gauge", "Bytes in the result spool."),
+    ("spool_batches", "pingtrack_prober_spool_batches", "gauge", "Spooled batches unconfirmed."),
+    (
+        "spool_dropped_batches",
+        "pingtrack_prober_spool_dropped_batches_total",
+        "counter",
+        "Batches dropped by a full spool.",
+    ),
+    (
+        "spool_corrupt",
+        "pingtrack_prober_spool_corrupt_total",
+        "counter",
+        "Torn or damaged spool tails skipped.",
     ),
 )
 

@@ -29,8 +29,10 @@ from .stats import ProberStats
 
 log = logging.getLogger(__name__)
 
-# How long shutdown may spend publishing what is buffered.
-FLUSH_TIMEOUT_S = 10.0
+# How long shutdown may spend publishing what is held; the rest waits in the
+# spool for the next start. Well inside compose's stop_grace_period (30 s),
+# after the pings in flight have answered.
+FLUSH_TIMEOUT_S = 5.0
 
 
 def prober_id_for(settings: Settings) -> str:
@@ -53,6 +55,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     )
     pinger.open()  # raises IcmpUnavailable (a PingtrackError) when ICMP is not permitted
     try:
+        await publisher.open()  # the spool, before anything is published: raises SpoolUnavailable
         try:
             pool = await create_pool(settings, min_size=1, max_size=2)
         except TRANSIENT_DB_ERRORS as exc:
@@ -97,6 +100,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             await pool.close()
     finally:
         pinger.close()
+        publisher.release()
         await command_link.close()
         await publish_link.close()
     log.info(
@@ -114,6 +118,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             "published_results": publisher.published_results,
             "dropped_results": publisher.dropped_results,
             "unpublished_results": publisher.buffered,
+            **publisher.spool_figures(),
             "malformed_commands": feed.malformed,
             # Per target, so a test (or an operator) can match stored against sent.
             "sent_per_target": dict(pinger.sent),
@@ -154,4 +159,5 @@ async def _serve(
         await asyncio.gather(pinger.drain(MAX_TIMEOUT_S + 1.0), probes.drain(MAX_TIMEOUT_S + 1.0))
         reaper.cancel()
         publishing.cancel()
+        await asyncio.wait({publishing})  # none of its publishes in flight during close()
         await asyncio.shield(publisher.close(FLUSH_TIMEOUT_S))

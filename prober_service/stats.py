@@ -67,5 +67,6 @@ class ProberStats:
             "published_results": self._publisher.published_results,
             "dropped_results": self._publisher.dropped_results,
             "buffered_results": self._publisher.buffered,
+            **self._publisher.spool_figures(),
             "modes": self._pinger.modes,
         }

@@ -44,7 +44,14 @@ class Settings(BaseSettings):
     default_timeout_s: float = Field(1.0, ge=MIN_TIMEOUT_S, le=MAX_TIMEOUT_S)
     batch_max_results: int = Field(5000, ge=1, le=100_000)
     batch_max_delay_s: float = Field(1.0, gt=0, le=60)
+    # Sealed batches not yet on disk (the spool refusing writes) wait in memory, up to this.
     buffer_max_results: int = Field(2_000_000, ge=1000)
+    # Every sealed batch is written here before it is published, and stays until the
+    # broker confirms it: a broker outage or a kill loses nothing. One directory per
+    # fleet and prober id below it (a docker volume in compose); bounded by
+    # spool_max_bytes, the oldest batches dropped and counted beyond it.
+    spool_dir: Path = Path("/var/lib/pingtrack/spool")
+    spool_max_bytes: int = Field(1 << 30, ge=64 << 20)
     reconcile_interval_s: float = Field(30.0, gt=0)
     icmp_mode: str = Field("auto", pattern="^(auto|raw|dgram)$")
     # Hostnames: re-resolved on their DNS TTL when known, else this often.

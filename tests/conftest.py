@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import aiormq
@@ -140,7 +141,7 @@ async def _delete_broker_names(topology: Topology) -> None:
 
 
 @pytest.fixture
-def settings(database_url: str, amqp_prefix: str) -> Settings:
+def settings(database_url: str, amqp_prefix: str, tmp_path: Path) -> Settings:
     return Settings(
         database_url=database_url,
         amqp_url=AMQP_URL,
@@ -151,6 +152,7 @@ def settings(database_url: str, amqp_prefix: str) -> Settings:
         reconcile_interval_s=5.0,
         resolve_system=False,  # names come from the test's hosts file only
         schedule_ladder=False,
+        spool_dir=tmp_path / "spool",
         log_level="WARNING",
     )
 

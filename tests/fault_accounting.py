@@ -57,7 +57,9 @@ def prober_counts(log_lines: Iterable[str]) -> ProberCounts:
         counts.sent.update({int(k): v for k, v in entry["sent_per_target"].items()})
         counts.missed.update({int(k): v for k, v in entry["missed_per_target"].items()})
         dropped += entry["dropped_results"]
-        unpublished += entry["unpublished_results"]
+        # What a prober left in its spool is not lost: its next start publishes it
+        # (and stored == sent then shows it was).
+        unpublished += entry["unpublished_results"] - entry.get("spool_results", 0)
     return ProberCounts(counts.sent, counts.missed, dropped, unpublished)
 
 

@@ -35,7 +35,9 @@ class ServiceProcess:
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:
-        env = {**os.environ, **TEST_ENVIRONMENT, **self.env}
+        # Spools beside the logs: a restarted prober finds its own, tests never share one.
+        spool = {"PINGTRACK_SPOOL_DIR": str(self.log_path.parent / "spool")}
+        env = {**os.environ, **TEST_ENVIRONMENT, **spool, **self.env}
         self.log_file = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pingtrack", self.command],

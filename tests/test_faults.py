@@ -8,7 +8,9 @@ on its own, stops every service with SIGTERM, and then checks per target:
 stored pings == pings the probers sent, no duplicate, no hole except the
 slots the probers announced as skipped or a killed prober could not ping.
 
-Set PINGTRACK_FAULT_REPORT=path to append each fault's figures there as JSON.
+Set PINGTRACK_FAULT_REPORT=path to append each fault's figures there as JSON,
+and PINGTRACK_FAULT_SPOOL_OUTAGE_S to lengthen the broker outage of the spool
+test (40 s by default, to keep the suite short; RELIABILITY.md has a 5-minute run).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import asyncpg
 import httpx
 import pytest
 
+from prober_service.main import FLUSH_TIMEOUT_S
 from shared.constants import Topology
 from tests.conftest import ADMIN_TOKEN, eventually
 from tests.fault_accounting import TargetAccount, account, prober_counts
@@ -51,6 +54,9 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # SIGTERM to exit: a prober waits for its pings in flight (1 s timeout) first.
 CLEAN_EXIT_S = 8.0
 PG_OUTAGE_S = 60.0
+# The spool test: many targets, a long broker outage, a kill -9 in its middle.
+SPOOL_OUTAGE_S = float(os.environ.get("PINGTRACK_FAULT_SPOOL_OUTAGE_S", "40"))
+SPOOL_ADDRESSES = [f"127.20.{i // 250}.{i % 250 + 1}" for i in range(300)]
 
 
 @dataclass
@@ -210,6 +216,7 @@ async def settle_and_account(
     *,
     counted_from: float = float("-inf"),
     excused: tuple[float, float] | None = None,
+    **extra: object,
 ) -> list[TargetAccount]:
     """Stop probers (they log their counts), let the writer drain, stop the rest, account."""
     exits = {name: stack.stop(name) for name in [n for n in stack.services if "prober" in n]}
@@ -241,17 +248,28 @@ async def settle_and_account(
         )
         for t in targets
     ]
-    record(fault, accounts, exits)
+    record(fault, accounts, exits, **extra)
     return accounts
 
 
-def record(fault: str, accounts: list[TargetAccount], exits: dict[str, float]) -> None:
+def record(
+    fault: str,
+    accounts: list[TargetAccount],
+    exits: dict[str, float],
+    **extra: object,
+) -> None:
     path = os.environ.get("PINGTRACK_FAULT_REPORT")
     if not path:
         return
     totals = {k: sum(a.figures()[k] for a in accounts) for k in accounts[0].figures()}
     totals.pop("target_id")
-    entry = {"fault": fault, "targets": len(accounts), **totals, "sigterm_exit_s": exits}
+    entry = {
+        "fault": fault,
+        "targets": len(accounts),
+        **totals,
+        "sigterm_exit_s": exits,
+        **extra,
+    }
     with open(path, "a") as out:
         out.write(json.dumps(entry) + "\n")
 
@@ -337,3 +355,144 @@ async def test_prober_killed_and_replaced_leaves_only_its_own_gap(stack: Stack) 
     # The gap is what the kill cost: from its death to the replacement's first ping.
     for a in accounts:
         assert 0 < a.excused <= resumed_at - killed_at + 2, a.as_dict()
+
+
+async def test_prober_stopped_during_a_broker_outage_leaves_the_rest_to_its_next_start(
+    stack: Stack,
+) -> None:
+    targets = await start_tracking(stack)
+    await asyncio.to_thread(stack.rabbit.stop)
+    await asyncio.sleep(3)
+    stopped_at = time.time()  # it sends nothing from the SIGTERM on
+    took = stack.stop("prober")  # exits 0 within CLEAN_EXIT_S, though nothing was published
+    (stopped,) = [json.loads(x) for x in stack.prober_logs() if '"prober stopped"' in x]
+    assert stopped["spool_results"] > 0, stopped
+    assert stopped["unpublished_results"] == stopped["spool_results"], stopped
+    stack.start("prober")
+    await asyncio.to_thread(stack.rabbit.start)
+    await pinged_since(stack, targets, time.time() + 2, timeout=60)
+    stored = await stored_pings(stack)
+    resumed_at = max(
+        min(p["ts"].timestamp() for p in stored[t] if p["ts"].timestamp() > stopped_at)
+        for t in targets
+    )
+    accounts = await settle_and_account(
+        stack,
+        targets,
+        "SIGTERM prober during a broker outage, start it again",
+        excused=(stopped_at - 2 * INTERVAL_S, resumed_at),
+        sigterm_during_outage_s=round(took, 2),
+        left_in_spool=stopped["spool_results"],
+    )
+    # Both lives logged their counts: every ping either sent is stored once, the
+    # ones the first left in its spool included.
+    assert_sound(accounts)
+    assert took < FLUSH_TIMEOUT_S + 2.5, took
+
+
+async def pinged_at_least(stack: Stack, since: float, count: int) -> int:
+    """How many targets have `count` stored pings sent at or after `since` (one query)."""
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        found: int = await conn.fetchval(
+            "SELECT count(*) FROM (SELECT target_id FROM pings WHERE ts >= to_timestamp($1)"
+            " GROUP BY target_id HAVING count(*) >= $2) t",
+            since,
+            count,
+        )
+    finally:
+        await conn.close()
+    return found
+
+
+async def wait_all_pinged(
+    stack: Stack, targets: int, since: float, count: int, timeout: float
+) -> None:
+    async def check() -> bool:
+        return await pinged_at_least(stack, since, count) == targets
+
+    await eventually(check, timeout=timeout, interval=0.5)
+
+
+def spool_replays(stack: Stack) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for line in stack.prober_logs()
+        if '"publishing what the spool holds first"' in line
+    ]
+
+
+@pytest.mark.timeout(SPOOL_OUTAGE_S + 200)
+async def test_prober_killed_during_a_broker_outage_loses_nothing_it_spooled(stack: Stack) -> None:
+    """300 targets at 1 s; the broker stops; half-way through the outage the prober
+    is killed with -9 and started again; then the broker returns. Every slot but the
+    ones the kill itself cost is stored exactly once."""
+    stack.start("writer")
+    stack.start("prober")
+    api = stack.start("api")
+    await asyncio.to_thread(wait_healthy, stack.api_url, api)
+    targets: dict[int, str] = {}
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as client:
+        for address in SPOOL_ADDRESSES:
+            body = {"address": address, "interval_s": INTERVAL_S}
+            response = await client.post("/targets", json=body, headers=AUTH)
+            assert response.status_code == 201, response.text
+            targets[response.json()["id"]] = address
+    await wait_all_pinged(stack, len(targets), time.time(), 3, timeout=30)
+
+    await asyncio.to_thread(stack.rabbit.stop)
+    down_at = time.monotonic()
+    await asyncio.sleep(SPOOL_OUTAGE_S / 2)
+    stack.kill("prober")
+    killed_at = time.time()
+    stack.start("prober")  # the same id: it finds its own spool
+    await asyncio.sleep(max(0.0, SPOOL_OUTAGE_S - (time.monotonic() - down_at)))
+    assert await pinged_at_least(stack, killed_at, 1) == 0  # nothing stored meanwhile
+    outage_s = time.monotonic() - down_at
+    await asyncio.to_thread(stack.rabbit.start)
+    back_at = time.time()
+    await wait_all_pinged(stack, len(targets), back_at + 2, 1, timeout=60)
+
+    (replay,) = spool_replays(stack)  # the restarted prober published its spool first
+    assert replay["batches"] > 0 and replay["corrupt_tails"] == 0, replay
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        resumed_at = await conn.fetchval(
+            "SELECT max(first) FROM (SELECT extract(epoch FROM min(ts))::float8 AS first"
+            " FROM pings WHERE ts > to_timestamp($1) GROUP BY target_id) t",
+            killed_at,
+        )
+    finally:
+        await conn.close()
+    fault = f"broker down {SPOOL_OUTAGE_S:.0f} s, kill -9 prober mid-outage, restart"
+    accounts = await settle_and_account(
+        stack,
+        targets,
+        fault,
+        counted_from=killed_at,
+        excused=(killed_at - 2 * INTERVAL_S, resumed_at),
+    )
+    assert_sound(accounts)
+    for a in accounts:
+        assert 0 < a.excused <= resumed_at - killed_at + 2, a.as_dict()
+    # Over the whole series: every slot from the first ping to the last is stored
+    # once, but for the kill's own gap.
+    stored = await stored_pings(stack)
+    expected = sum(
+        round((s[-1]["ts"] - s[0]["ts"]).total_seconds() / INTERVAL_S) + 1
+        for s in (stored[t] for t in targets)
+    ) - sum(a.excused for a in accounts)
+    stored_all = sum(len(stored[t]) for t in targets)
+    missing = sum(a.missing for a in accounts)
+    duplicates = sum(a.duplicates for a in accounts)
+    record(
+        f"{fault}: whole series",
+        accounts,
+        {},
+        outage_s=round(outage_s, 1),
+        expected=expected,
+        stored_all=stored_all,
+        replayed_batches=replay["batches"],
+        replayed_results=replay["results"],
+    )
+    assert (stored_all, missing, duplicates) == (expected, 0, 0)

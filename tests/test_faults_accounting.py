@@ -50,3 +50,10 @@ def test_announced_and_excused_holes_keep_an_account_sound() -> None:
     assert sound.sound
     unexcused = account(1, ts, 0, 1.0, counts)
     assert unexcused.missing == 4 and not unexcused.sound
+
+
+def test_results_left_in_a_spool_are_not_unpublished_the_rest_are() -> None:
+    left = json.loads(_stopped({1: 5}, {}))
+    left |= {"unpublished_results": 4, "spool_results": 3}
+    assert prober_counts([json.dumps(left)]).unpublished == 1
+    assert prober_counts([_stopped({1: 5}, {})]).unpublished == 0
