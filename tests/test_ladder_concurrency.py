@@ -16,6 +16,7 @@ import random
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
 
 import asyncpg
 import pytest
@@ -85,7 +86,7 @@ def batches_in_send_order(backlog: dict[int, list[Ping]]) -> list[ResultBatch]:
 
 def hourly_reference(pings: Sequence[Ping]) -> list[tuple[object, ...]]:
     """HOURLY_COLUMNS of each hour's summary, recomputed from the raw pings."""
-    out = []
+    out: list[tuple[object, ...]] = []
     for hour, group in itertools.groupby(pings, key=lambda p: block_of(p.ts_us, HOUR_US)):
         ps = list(group)
         answered = [p for p in ps if p.rtt_us is not None]
@@ -112,7 +113,7 @@ def hourly_reference(pings: Sequence[Ping]) -> list[tuple[object, ...]]:
     return out
 
 
-async def hourly_integers(conn: asyncpg.Connection, target: int) -> list[tuple[object, ...]]:
+async def hourly_integers(conn: asyncpg.Connection, target: int) -> list[tuple[Any, ...]]:
     rows = await conn.fetch(
         f"SELECT {', '.join(HOURLY_COLUMNS)} FROM hourly_summaries WHERE target_id = $1"
         " ORDER BY hour",
