@@ -196,8 +196,10 @@ async def hourly_count(conn: asyncpg.Connection, target: int) -> int | None:
 
 @pytest.fixture
 async def conns(own_database_url: str) -> AsyncIterator[list[asyncpg.Connection]]:
-    """Three connections to a database of the test's own: two writers and the ladder."""
+    """Three connections to a database of the test's own, with partitions for the
+    last two days: two writers and the ladder."""
     opened = [await asyncpg.connect(own_database_url) for _ in range(3)]
+    await opened[0].execute("SELECT ensure_ping_partitions(current_date - 1, current_date)")
     yield opened
     for conn in opened:
         await conn.close()
@@ -241,8 +243,8 @@ async def test_a_write_into_a_block_being_rolled_up_marks_it_again(
             )
         )
         assert not write.done()
-        await rollup.commit()
     finally:
+        await rollup.commit()
         await write
     # ...then marks the block afresh, and the next round rebuilds it whole.
     assert await dirty_marks(ladder) == 1
@@ -303,7 +305,6 @@ async def test_late_pings_written_during_ladder_rounds_reach_every_tier(
         )
     ]
     backlog = late_backlog(targets)
-    await ladder.execute("SELECT ensure_ping_partitions(current_date - 1, current_date)")
     rounds, writing_s = await drain(writer_pool, ladder, batches_in_send_order(backlog))
     await ladder_round(ladder)  # the backlog is in: one more round leaves nothing marked
     assert await dirty_marks(ladder) == 0
