@@ -77,7 +77,7 @@ $$;
 
 -- Rolls up settled dirty hours: level 1 and hourly from raw, then each level
 -- from the one below, block by block. Returns the number of (target, hour)
--- blocks taken (0: nothing to do). Idempotent: a block is deleted and rebuilt.
+-- marks taken (0: nothing to do). Idempotent: a block is deleted and rebuilt.
 CREATE OR REPLACE FUNCTION ladder_rollup(p_max_blocks integer DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -85,6 +85,7 @@ DECLARE
     lv ladder_levels;
     targets bigint[];
     hours timestamptz[];
+    taken integer;
     b record;
     discarded bigint;
     discarded_hour timestamptz;
@@ -92,27 +93,37 @@ BEGIN
     PERFORM ladder_lock();
     PERFORM ladder_prepare();
     SELECT * INTO STRICT cfg FROM ladder_settings;
-    -- Take the marks first: pings committed after this get a fresh mark and
-    -- are rolled up next time; pings committed before are read below.
-    WITH picked AS (
+    -- Take the marks first, and only those no writer holds. A writer holds the
+    -- marks of the blocks it wrote from its insert to its commit
+    -- (ladder_mark_dirty), so every writer behind a mark taken here has
+    -- committed, and the reads below (each statement a later snapshot) see all
+    -- its pings. A held mark is left to a later round; a writer that comes to a
+    -- mark taken here waits for this transaction, then marks the block afresh.
+    SELECT array_agg(target_id), array_agg(hour) INTO targets, hours
+    FROM (
         SELECT target_id, hour FROM ladder_dirty
         WHERE hour + interval '1 hour' <= now() - cfg.settle_delay
         ORDER BY hour, target_id
         LIMIT coalesce(p_max_blocks, cfg.rollup_batch)
-    ), taken AS (
-        DELETE FROM ladder_dirty d USING picked p
-        WHERE d.target_id = p.target_id AND d.hour = p.hour
-        RETURNING d.target_id, d.hour
-    )
+        FOR UPDATE SKIP LOCKED
+    ) picked;
+    taken := coalesce(cardinality(targets), 0);
+    IF taken = 0 THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM ladder_dirty d
+    USING unnest(targets, hours) AS t(target_id, hour)
+    WHERE d.target_id = t.target_id AND d.hour = t.hour;
     -- A block whose raw has expired is not rebuilt from what little is left:
     -- its mark is discarded, and counted (ladder_state, functions/ladder_health.sql).
     SELECT array_agg(target_id) FILTER (WHERE live), array_agg(hour) FILTER (WHERE live),
            count(*) FILTER (WHERE NOT live), max(hour) FILTER (WHERE NOT live)
     INTO targets, hours, discarded, discarded_hour
-    FROM (SELECT *, hour + interval '1 hour' > now() - cfg.raw_retention AS live FROM taken) t;
+    FROM (SELECT *, hour + interval '1 hour' > now() - cfg.raw_retention AS live
+          FROM unnest(targets, hours) AS t(target_id, hour)) t;
     PERFORM ladder_note_discarded(discarded, discarded_hour);
     IF targets IS NULL THEN
-        RETURN discarded;  -- 0 when nothing was taken; else go on with the next marks
+        RETURN taken;
     END IF;
 
     FOR b IN SELECT * FROM unnest(targets, hours) AS t(target_id, hour) LOOP
@@ -127,7 +138,7 @@ BEGIN
             PERFORM ladder_build_segments(lv.level, b.target_id, b.blk, b.blk + lv.max_span);
         END LOOP;
     END LOOP;
-    RETURN cardinality(targets);
+    RETURN taken;
 END;
 $$;
 
@@ -276,7 +287,11 @@ $$;
 
 -- Marks the (target, hour) blocks that received pings since they were last
 -- rolled up (ladder_dirty), so on-time and late data take the same path and
--- the writer needs no change.
+-- the writer needs no change. The inserting transaction holds each of these
+-- marks until it ends: a new one is invisible to others until then, and an
+-- existing one is locked (DO UPDATE … WHERE false locks the row and writes
+-- nothing). ladder_rollup() skips held marks, so it never takes the mark of a
+-- block and reads the block while pings for it are still uncommitted.
 CREATE OR REPLACE FUNCTION ladder_mark_dirty() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -285,7 +300,7 @@ BEGIN
     SELECT DISTINCT target_id, date_bin(interval '1 hour', ts, timestamptz '2000-01-01 00:00:00+00')
     FROM new_pings
     ORDER BY 1, 2
-    ON CONFLICT DO NOTHING;
+    ON CONFLICT (target_id, hour) DO UPDATE SET hour = excluded.hour WHERE false;
     RETURN NULL;
 END;
 $$;
