@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiormq
 import asyncpg
 
 from prober_service.main import run as run_prober
+from shared.constants import Topology
 from shared.settings import Settings
+from tests.conftest import eventually
 from writer_service.main import run as run_writer
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -24,17 +27,41 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 @asynccontextmanager
 async def prober_and_writer(settings: Settings) -> AsyncIterator[None]:
     """Both services until the block ends; then a clean stop of each."""
-    stop = asyncio.Event()
-    prober = asyncio.create_task(run_prober(settings, stop), name="test-prober")
-    writer = asyncio.create_task(run_writer(settings, stop), name="test-writer")
+    stop_prober, stop_writer = asyncio.Event(), asyncio.Event()
+    prober = asyncio.create_task(run_prober(settings, stop_prober), name="test-prober")
+    writer = asyncio.create_task(run_writer(settings, stop_writer), name="test-writer")
     try:
         yield
     finally:
-        stop.set()
+        stop_prober.set()
         # The prober flushes first; the writer still consumes while it does.
-        await asyncio.wait_for(prober, 30)
-        await asyncio.sleep(0.5)
-        await asyncio.wait_for(writer, 30)
+        try:
+            await asyncio.wait_for(prober, 30)
+            await results_taken(settings, writer)
+        finally:
+            stop_writer.set()
+            await asyncio.wait_for(writer, 30)
+
+
+async def results_taken(settings: Settings, writer: asyncio.Task[None]) -> None:
+    """Wait until the writer has been handed every result in the queue (or has died).
+
+    It stores what it was handed before it stops; what is still queued it would leave.
+    """
+    queue = Topology(settings.amqp_prefix).results_queue
+    connection = await aiormq.connect(settings.amqp_url)
+    try:
+        channel = await connection.channel()
+
+        async def drained() -> bool:
+            if writer.done():
+                return True  # awaiting it says why
+            declared = await channel.queue_declare(queue, passive=True)
+            return declared.message_count == 0
+
+        await eventually(drained, timeout=30)
+    finally:
+        await connection.close()
 
 
 class Targets:

@@ -98,6 +98,19 @@ async def ping_count_reaches(
     return result
 
 
+async def stored_until(api: httpx.AsyncClient, witness: int, mark: float) -> None:
+    """Wait until a ping of the witness target sent after `mark` is stored.
+
+    The one prober publishes its results in order and the writer stores them in
+    order, so by then every ping it sent (and had answered) before `mark` is stored.
+    """
+
+    async def check() -> bool:
+        return any(t > mark for t in times(await pings(api, witness)))
+
+    await eventually(check, timeout=mark - datetime.now().timestamp() + 10, interval=0.2)
+
+
 @pytest.mark.parametrize("address", ["127.0.0.1", "::1"])
 async def test_loopback_is_pinged_every_second_and_every_ping_stored(
     api: httpx.AsyncClient, address: str
@@ -124,15 +137,16 @@ async def test_pause_resume_interval_change_and_stop_follow_at_once(
 ) -> None:
     target = await add_target(api, address="127.0.0.2", interval_s=0.5)
     tid = target["id"]
+    witness = await add_target(api, address="127.0.0.4", interval_s=0.2)
     await ping_count_reaches(api, tid, 3, timeout=5.0)
 
     paused = await api.post(f"/targets/{tid}/pause", headers=AUTH)
     assert paused.status_code == 200 and paused.json()["state"] == "paused"
     paused_at = datetime.now().timestamp()
-    await asyncio.sleep(2.0)  # long enough for any in-flight batch to land
+    await stored_until(api, witness["id"], paused_at + 0.5)  # any in-flight batch landed
     before = await pings(api, tid)
     assert max(times(before)) <= paused_at + 0.5  # nothing sent after one interval
-    await asyncio.sleep(1.5)
+    await stored_until(api, witness["id"], paused_at + 3.5)  # and nothing later either
     assert len(await pings(api, tid)) == len(before)
 
     resumed = await api.post(f"/targets/{tid}/resume", headers=AUTH)
@@ -150,7 +164,8 @@ async def test_pause_resume_interval_change_and_stop_follow_at_once(
     stopped = await api.post(f"/targets/{tid}/stop", headers=AUTH)
     assert stopped.json()["state"] == "stopped"
     stopped_at = datetime.now().timestamp()
-    await asyncio.sleep(1.5)
+    await stored_until(api, witness["id"], stopped_at + 1.5)
+    await api.post(f"/targets/{witness['id']}/stop", headers=AUTH)
     kept = await pings(api, tid)
     assert len(kept) >= len(items)  # history kept
     assert max(times(kept)) <= stopped_at + 0.2

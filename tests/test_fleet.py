@@ -60,6 +60,24 @@ def pinged_by(tap: ResultTap, tid: int, after_us: int) -> set[str]:
     return {r.prober for r in tap.of(tid, after_us)}
 
 
+def owners(shards: dict[str, frozenset[int]], targets: list[int]) -> set[str]:
+    return {p for p, held in shards.items() if any(shard_of(tid) in held for tid in targets)}
+
+
+async def delivered_past(tap: ResultTap, probers: set[str], mark_us: int) -> None:
+    """Wait until each of `probers` has delivered a result of a ping sent after `mark_us`.
+
+    A prober publishes its results in order into one queue, so by then every
+    result it had of a ping sent before `mark_us` is in the tap too.
+    """
+
+    async def check() -> bool:
+        past = {r.prober for rows in tap.rows.values() for r in rows if r.ts_us > mark_us}
+        return probers <= past
+
+    await eventually(check, timeout=10, interval=0.1)
+
+
 @pytest.fixture
 async def fleet_db() -> AsyncIterator[str]:
     async with fresh_database() as dsn:
@@ -98,10 +116,13 @@ async def test_probers_share_fail_over_and_rebalance_without_double_pings(
 
             # Steady state: every target pinged, each by its owner alone.
             steady = now_us() + 300_000
-            await asyncio.sleep(2.5)
+
+            async def each_pinged_five_times() -> bool:
+                return all(len(tap.of(tid, steady)) >= 5 for tid in targets)
+
+            await eventually(each_pinged_five_times, timeout=15, interval=0.1)
             for tid in targets:
                 assert pinged_by(tap, tid, steady) == {owner[tid]}, (tid, tap.of(tid))
-                assert len(tap.of(tid, steady)) >= 3
             assert {owner[tid] for tid in targets} == {"p1", "p2", "p3"}
 
             # kill -9: the survivors take p3's targets within 10 s.
@@ -126,20 +147,27 @@ async def test_probers_share_fail_over_and_rebalance_without_double_pings(
             joined = now_us()
             mine = [tid for tid in targets if shard_of(tid) in shards["p4"]]
             assert mine
-            await asyncio.sleep(1.5)
+
+            async def p4_pings_them() -> bool:
+                return all(len(tap.of(tid, joined + 700_000)) >= 2 for tid in mine)
+
+            await eventually(p4_pings_them, timeout=10, interval=0.1)
+            # What the old owners sent until then has landed as well.
+            await delivered_past(tap, owners(shards, targets), now_us())
             assert all(pinged_by(tap, tid, joined + 700_000) == {"p4"} for tid in mine)
 
             # A clean stop hands over at once (no expiry wait).
             handed = [tid for tid in targets if shard_of(tid) in shards["p1"]]
             assert processes["p1"].stop() == 0, processes["p1"].log()
             stopped = now_us()
-            await fleet_settles(fleet_db, prefix, {"p2", "p4"})
+            shards = await fleet_settles(fleet_db, prefix, {"p2", "p4"})
 
             async def handed_over() -> bool:
                 return all(pinged_by(tap, tid, stopped) - {"p1"} for tid in handed)
 
             await eventually(handed_over, timeout=4, interval=0.1)
-            await asyncio.sleep(1.0)  # the last batches of everyone arrive
+            # The last batches of everyone arrive (p1 flushed its own before exiting).
+            await delivered_past(tap, owners(shards, targets), now_us())
             assert double_pings(tap, targets) == []
         finally:
             for process in processes.values():
@@ -160,9 +188,15 @@ async def test_a_hung_prober_loses_its_targets_and_sends_nothing_stale_on_waking
             for name in ("h1", "h2"):
                 processes[name] = prober_process(fleet_db, prefix, name, tmp_path)
             shards = await fleet_settles(fleet_db, prefix, {"h1", "h2"})
+            settled = now_us()
             frozen = [tid for tid in targets if shard_of(tid) in shards["h2"]]
             assert frozen
-            await asyncio.sleep(1.0)
+
+            async def h2_pings_them() -> bool:
+                return all("h2" in pinged_by(tap, tid, settled) for tid in frozen)
+
+            # It hangs in the middle of pinging its share.
+            await eventually(h2_pings_them, timeout=10, interval=0.1)
             hung = processes["h2"].process
             assert hung is not None
             hung.send_signal(signal.SIGSTOP)
@@ -172,6 +206,7 @@ async def test_a_hung_prober_loses_its_targets_and_sends_nothing_stale_on_waking
                 return all(pinged_by(tap, tid, stopped) == {"h1"} for tid in frozen)
 
             await eventually(taken_over, timeout=10, interval=0.1)
+            # A sleep on purpose: the hang (the fault) lasts on while h1 pings its share.
             await asyncio.sleep(1.0)
             hung.send_signal(signal.SIGCONT)
             # It wakes, learns h1 holds its shards, lets them go; then takes its share back.

@@ -13,6 +13,7 @@ from prober_service.membership import DuplicateProber, Membership
 from prober_service.scheduler import Scheduler
 from prober_service.shards import Ownership, assign
 from shared.constants import SHARD_COUNT
+from tests.conftest import eventually
 from tests.fleet_support import fresh_database
 from tests.tcp_proxy import TcpProxy
 
@@ -29,10 +30,15 @@ class Member:
     def __init__(self, pool: asyncpg.Pool, name: str, fleet: str = FLEET, **timing: float) -> None:
         self.ownership = Ownership()
         self.changes: list[tuple[frozenset[int], frozenset[int]]] = []
+        self.rounds = 0  # heartbeat rounds that reached the database (they ask for stats)
         scheduler = Scheduler(Idle(), self.ownership.owns, self.ownership.may_send)
 
         async def on_change(added: frozenset[int], removed: frozenset[int]) -> None:
             self.changes.append((added, removed))
+
+        def stats() -> dict[str, int]:
+            self.rounds += 1
+            return {"targets": 0}
 
         self.membership = Membership(
             pool,
@@ -41,7 +47,7 @@ class Member:
             self.ownership,
             scheduler,
             on_change,
-            lambda: {"targets": 0},
+            stats,
             **timing,
         )
 
@@ -119,16 +125,24 @@ async def test_a_database_outage_keeps_the_prober_sending(dsn: str) -> None:
     runner = asyncio.create_task(member.membership.run())
     try:
         await member.membership.join()
-        await asyncio.sleep(0.3)
+        joined_rounds = member.rounds
+
+        async def beating() -> bool:
+            return member.rounds >= joined_rounds + 2
+
+        await eventually(beating, timeout=5)
         assert member.ownership.may_send()
         await proxy.cut()
         # Well past the lease of the last good heartbeat (0.9 s): the failing
-        # rounds keep renewing it, since this process is alive.
+        # rounds keep renewing it, since this process is alive. A sleep on purpose:
+        # it is the outage under test (a longer one on a loaded machine proves as much).
         await asyncio.sleep(2.0)
         assert member.ownership.may_send()
         assert member.ownership.shards == frozenset(range(SHARD_COUNT))
         # Whereas a process that stops heartbeating at all (hung) loses it.
         runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        # A sleep on purpose: the lease (0.9 s from the last renewal) runs out meanwhile.
         await asyncio.sleep(1.2)
         assert not member.ownership.may_send()
     finally:

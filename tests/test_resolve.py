@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from prober_service.resolve import (
     pick_address,
 )
 from shared.codec import AddressRecord
+from tests.conftest import eventually
 
 
 def test_hosts_file_lines_map_names_to_addresses_in_order() -> None:
@@ -93,13 +94,21 @@ async def test_names_records_first_address_changes_and_failures_only(tmp_path: P
         records.append,
         interval_s=0.05,
     )
+
+    def reached(counter: str, at_least: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return bool(getattr(names, counter) >= at_least)
+
+        return check
+
     assert names.track(7, "moving.test", "any") is None
     try:
-        await asyncio.sleep(0.2)  # several resolutions of the same address
+        await eventually(reached("resolutions", 3))  # several resolutions of the same address
         hosts.write_text("127.0.0.21 moving.test\n")
-        await asyncio.sleep(0.2)
+        await eventually(reached("changes", 1))
+        await eventually(reached("resolutions", names.resolutions + 2))  # the new one, again
         hosts.write_text("# gone\n")
-        await asyncio.sleep(0.12)
+        await eventually(reached("failures", 1))
         assert names.track(7, "moving.test", "any") is None  # same name: state kept (unresolved)
     finally:
         await names.close()
