@@ -24,7 +24,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -108,8 +108,7 @@ class Clock:
         return config
 
 
-def cert_expiry_us(transport: asyncio.BaseTransport | None) -> int | None:
-    ssl_object = None if transport is None else transport.get_extra_info("ssl_object")
+def cert_expiry_us(ssl_object: ssl.SSLObject | None) -> int | None:
     cert = None if ssl_object is None else ssl_object.getpeercert()
     not_after = cert.get("notAfter") if cert else None
     if not isinstance(not_after, str):
@@ -117,19 +116,25 @@ def cert_expiry_us(transport: asyncio.BaseTransport | None) -> int | None:
     return int(ssl.cert_time_to_seconds(not_after)) * 1_000_000
 
 
-class CertifiedResponse(aiohttp.ClientResponse):
-    """A response that notes the peer certificate's expiry while it still can.
+class TimedResponse(aiohttp.ClientResponse):
+    """A response that notes when its head arrived and the peer's certificate.
 
-    aiohttp hands the connection back as soon as a small body has arrived,
-    before the caller sees the response (aio-libs/aiohttp#2205): the
-    certificate is read when the response starts, on the live connection.
+    The head is marked as soon as the parser has it, before the session's own
+    work on the response. aiohttp hands the connection back as soon as a small
+    body has arrived, before the caller sees the response (aio-libs/aiohttp#2205):
+    the TLS object is taken while the connection is live.
     """
 
+    head_at: int | None = None
     cert_expires_us: int | None = None
 
     async def start(self, connection: Connection) -> aiohttp.ClientResponse:
-        self.cert_expires_us = cert_expiry_us(connection.transport)
-        return await super().start(connection)
+        transport = connection.transport
+        ssl_object = None if transport is None else transport.get_extra_info("ssl_object")
+        started = await super().start(connection)
+        self.head_at = time.monotonic_ns()
+        self.cert_expires_us = cert_expiry_us(ssl_object)
+        return started
 
 
 async def read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
@@ -159,7 +164,7 @@ def _session(address: str, context: ssl.SSLContext, clock: Clock) -> aiohttp.Cli
         auto_decompress=False,
         trust_env=False,
         trace_configs=[clock.trace()],
-        response_class=CertifiedResponse,
+        response_class=TimedResponse,
     )
 
 
@@ -213,10 +218,10 @@ async def http_probe(
                     spec.http_method, URL(spec.url or "", encoded=True), allow_redirects=False
                 ) as response,
             ):
-                seen.ttfb_us = seen.clock.since_start_us()
+                timed = cast(TimedResponse, response)
+                seen.ttfb_us = seen.clock.since_start_us(timed.head_at)
                 seen.status = response.status
-                if isinstance(response, CertifiedResponse):
-                    seen.expires_us = response.cert_expires_us
+                seen.expires_us = timed.cert_expires_us
                 body = await seen.read(response, body_max)
             total = seen.clock.since_start_us()
         except Exception as exc:  # whatever the target sent, the slot gets an outcome
