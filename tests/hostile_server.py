@@ -100,6 +100,14 @@ async def silent_close(writer: asyncio.StreamWriter) -> None:
     """Accept the request and close without a word."""
 
 
+async def switch_and_hold(writer: asyncio.StreamWriter) -> None:
+    """Switch protocols, then say nothing more while the connection stays open."""
+    await _send(
+        writer, _head(b"HTTP/1.1 101 Switching Protocols", b"Upgrade: x", b"Connection: Upgrade")
+    )
+    await asyncio.sleep(ENDLESS_MAX_S)
+
+
 PLAYS: dict[str, Play] = {
     "ok": ok,
     "long-status-line": replying(b"HTTP/1.1 200 " + b"A" * OVERSIZED + b"\r\n\r\n"),
@@ -117,6 +125,7 @@ PLAYS: dict[str, Play] = {
     "reset-mid-body": reset_mid_body,
     "not-http": replying(b"SSH-2.0-OpenSSH_9.6\r\n"),
     "silent-close": silent_close,
+    "switch-and-hold": switch_and_hold,
     "status-700": replying(_head(b"HTTP/1.1 700 Beyond", b"Content-Length: 0")),
 }
 

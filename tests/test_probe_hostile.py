@@ -45,6 +45,8 @@ EXPECTED: dict[str, tuple[int | None, str | None]] = {
     "reset-mid-body": (200, "reset"),
     "not-http": (None, "protocol: not an HTTP status line"),
     "silent-close": (None, "protocol: closed before answering"),
+    # Not a success (no expect_status says 101); nothing follows, nothing is waited for.
+    "switch-and-hold": (101, "status"),
     # aiohttp passes any three digits on; a result message cannot carry them.
     "status-700": (None, "protocol: status code out of range"),
 }
