@@ -223,7 +223,7 @@ async def http_probe(
                 seen.status = response.status
                 seen.expires_us = timed.cert_expires_us
                 body = await seen.read(response, body_max)
-            total = seen.clock.since_start_us()
+                total = seen.clock.since_start_us()  # before the connection's close
         except Exception as exc:  # whatever the target sent, the slot gets an outcome
             reason = classify(exc, seen.lost)
             if reason.startswith(ERROR):
