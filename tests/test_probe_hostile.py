@@ -17,7 +17,8 @@ import pytest
 
 from prober_service.probe_http import http_probe, ssl_context
 from prober_service.probe_outcome import ProbeOutcome
-from shared.codec import TargetSpec
+from prober_service.probes import Probes
+from shared.codec import ProbeDetail, TargetSpec
 from shared.destinations import networks
 from shared.settings import Settings
 from tests.conftest import eventually
@@ -144,6 +145,24 @@ async def test_tcp_probe_without_a_free_descriptor_ends_in_emfile() -> None:
         )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "emfile"
+
+
+async def test_a_probe_that_raises_is_still_one_result_with_the_exception_named() -> None:
+    """A port no socket takes (70000) makes the TCP probe raise OverflowError."""
+    results: list[int | None] = []
+    details: list[ProbeDetail] = []
+    probes = Probes(
+        lambda tid, ts, rtt, ttl, hops: results.append(rtt),
+        details.append,
+        limit=4,
+        context=PLAIN,
+        body_max=100,
+    )
+    target = TargetSpec(7, "127.0.0.1", 1000, 500, "active", 1, kind="tcp", port=70_000)
+    probes.sender_for(target)(7, "127.0.0.1", False, 500_000_000)
+    await probes.drain(5.0)
+    assert (results, probes.sent[7], probes.failed) == ([None], 1, 1)
+    assert [(d.target_id, d.error) for d in details] == [(7, "error: OverflowError")]
 
 
 def _stored_reasons(rows: list[asyncpg.Record]) -> set[tuple[int | None, str | None, bool]]:
