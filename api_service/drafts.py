@@ -2,14 +2,18 @@
 
 One function builds a draft from the fields of a request or a targets-file
 entry, another applies a change to a stored target's draft; both run every
-check again, so no combination can slip in through a partial update.
+check again, so no combination can slip in through a partial update. A tcp
+or http target whose address is literal must be an allowed probe destination
+(shared/destinations.py); a hostname is checked by the prober once resolved.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from api_service import probe, rules
 from api_service.probe import Probe
@@ -58,9 +62,23 @@ class Draft:
         return out
 
 
-def _probe_of(fields: Mapping[str, Any]) -> Probe:
+def _probe_of(fields: Mapping[str, Any], settings: Settings) -> Probe:
     given = {k: fields[k] for k in PROBE_FIELDS if fields.get(k) is not None}
-    return probe.parse_probe(**given)
+    p = probe.parse_probe(**given)
+    host = urlsplit(p.url).hostname if p.url else p.address
+    if p.kind != "icmp" and host is not None and _is_address(host):
+        refusal = settings.probe_destinations.refusal(host)
+        if refusal is not None:
+            raise InvalidInput(f"{p.describe()} is not an allowed probe destination: {refusal}")
+    return p
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _interval(kind: str, interval_s: Any, settings: Settings) -> int:
@@ -73,7 +91,7 @@ def draft(fields: Mapping[str, Any], settings: Settings) -> Draft:
     unknown = set(fields) - set(FIELDS)
     if unknown:
         raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
-    p = _probe_of(fields)
+    p = _probe_of(fields, settings)
     interval_s = fields.get("interval_s")
     timeout_s = fields.get("timeout_s")
     if timeout_s is None:
@@ -111,7 +129,7 @@ def changed(current: Draft, changes: Mapping[str, Any], settings: Settings) -> D
         fields.pop("address", None)
     fields.update(changes)
     fields["kind"] = kind
-    p = _probe_of(fields)
+    p = _probe_of(fields, settings)
     return replace(
         current,
         probe=p,

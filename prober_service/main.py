@@ -52,6 +52,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         limit=settings.probe_concurrency,
         context=ssl_context(settings.http_ca_file),
         body_max=settings.http_body_max_bytes,
+        destinations=settings.probe_destinations,
     )
     pinger.open()  # raises IcmpUnavailable (a PingtrackError) when ICMP is not permitted
     try:
@@ -121,7 +122,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             **publisher.spool_figures(),
             "malformed_commands": feed.malformed,
             # Per target, so a test (or an operator) can match stored against sent.
-            "sent_per_target": dict(pinger.sent),
+            "sent_per_target": dict(pinger.sent + probes.sent),
             "missed_per_target": dict(scheduler.missed),
         },
     )

@@ -1,36 +1,52 @@
 """HTTP(S) probes: one GET or HEAD on a fresh connection, timed phase by phase.
 
-A small HTTP/1.1 client on asyncio streams rather than a library: the prober
-connects to the address it resolved itself (so the address probed is the one
-recorded), sends the URL's host as Host and TLS server name, and times the
-first byte of the answer. RTT is the total time, connect to last byte read
-(the body is read up to a cap). Reasons a probe fails: timeout, refused,
-unreachable, tls (handshake or certificate), protocol (not an HTTP answer),
-status (not the expected one; default any 2xx/3xx), body (substring absent).
+aiohttp does the HTTP (its C parser, with limits on line length and header
+count); this module only decides where it connects and what the answer means.
+A resolver that knows one address makes the client connect to the address the
+prober resolved itself (so the address probed is the one recorded) while the
+URL's host stays the Host header and TLS server name. Trace hooks time the
+connection (TCP plus TLS); TTFB runs from the connection's start to the
+answer's head, RTT to the last body byte read (at most `body_max` bytes are
+read, so an endless body ends the probe as soon as the cap is reached).
+Redirects are not followed and no proxy from the environment is used: the
+one connection goes to the one address checked.
+
+Whatever the target sends, the probe returns an outcome (probe_outcome.py
+says which reasons there are); only cancellation leaves by an exception.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import ssl
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any, cast
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.connector import Connection
+from yarl import URL
 
 from shared.codec import TargetSpec
 
-from .probe_tcp import TIMEOUT, ProbeOutcome, os_error_reason
+from .probe_outcome import ERROR, ProbeOutcome, classify, judge, settle
 
-TLS = "tls"
-PROTOCOL = "protocol"
-STATUS = "status"
-BODY = "body"
-MAX_HEADERS = 100
+log = logging.getLogger(__name__)
+
 USER_AGENT = "pingtrack-probe/1"
-
-
-class ProtocolError(Exception):
-    """The peer's answer is not HTTP/1.x as we read it."""
+HEADERS = {
+    "User-Agent": USER_AGENT,
+    "Accept": "*/*",
+    # The body is matched as sent: nothing compressed is asked for or unpacked.
+    "Accept-Encoding": "identity",
+    "Connection": "close",
+}
+# The client's own time limits stay off: the probe's timeout bounds it all.
+NO_CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None)
 
 
 def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -41,46 +57,58 @@ def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
     return context
 
 
-def build_request(method: str, url: str) -> bytes:
-    parts = urlsplit(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    lines = [
-        f"{method} {target} HTTP/1.1",
-        f"Host: {host}",
-        f"User-Agent: {USER_AGENT}",
-        "Accept: */*",
-        "Connection: close",
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+class PinnedResolver(AbstractResolver):
+    """Answers every name with the one address the prober resolved."""
+
+    def __init__(self, address: str) -> None:
+        self._address = address
+        self._family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(
+                hostname=host,
+                host=self._address,
+                port=port,
+                family=self._family,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+        ]
+
+    async def close(self) -> None:
+        pass
 
 
-def parse_status_line(line: bytes) -> int:
-    parts = line.split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-        raise ProtocolError(f"not an HTTP status line: {line[:60]!r}")
-    status = int(parts[1])
-    if not 100 <= status <= 599:
-        raise ProtocolError(f"status {status} out of range")
-    return status
+class Clock:
+    """Monotonic marks of one probe, set by the trace hooks and the probe."""
+
+    def __init__(self) -> None:
+        self.start: int | None = None
+        self.connected: int | None = None
+
+    def since_start_us(self, mark: int | None = None) -> int | None:
+        if self.start is None:
+            return None
+        return max(1, ((mark or time.monotonic_ns()) - self.start) // 1000)
+
+    def trace(self) -> aiohttp.TraceConfig:
+        config = aiohttp.TraceConfig()
+
+        async def started(*_: Any) -> None:
+            self.start = time.monotonic_ns()
+
+        async def connected(*_: Any) -> None:
+            self.connected = time.monotonic_ns()
+
+        config.on_connection_create_start.append(started)
+        config.on_connection_create_end.append(connected)
+        return config
 
 
-def judge(
-    status: int, body: bytes, expect_status: int | None, expect_body: str | None
-) -> str | None:
-    """Why the answer fails the target's expectations, or None when it passes."""
-    if expect_status is None:
-        if not 200 <= status < 400:
-            return STATUS
-    elif status != expect_status:
-        return STATUS
-    if expect_body is not None and expect_body.encode() not in body:
-        return BODY
-    return None
-
-
-def cert_expiry_us(writer: asyncio.StreamWriter) -> int | None:
-    ssl_object = writer.get_extra_info("ssl_object")
+def cert_expiry_us(ssl_object: ssl.SSLObject | None) -> int | None:
     cert = None if ssl_object is None else ssl_object.getpeercert()
     not_after = cert.get("notAfter") if cert else None
     if not isinstance(not_after, str):
@@ -88,41 +116,90 @@ def cert_expiry_us(writer: asyncio.StreamWriter) -> int | None:
     return int(ssl.cert_time_to_seconds(not_after)) * 1_000_000
 
 
-async def _headers(reader: asyncio.StreamReader) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for _ in range(MAX_HEADERS):
-        line = await reader.readline()
-        if line in (b"\r\n", b"\n"):
-            return headers
-        if not line:
-            raise ProtocolError("connection closed in the headers")
-        name, sep, value = line.decode("latin-1").partition(":")
-        if not sep:
-            raise ProtocolError(f"bad header line {line[:60]!r}")
-        headers[name.strip().lower()] = value.strip()
-    raise ProtocolError("too many headers")
+class TimedResponse(aiohttp.ClientResponse):
+    """A response that notes when its head arrived and the peer's certificate.
+
+    The head is marked as soon as the parser has it, before the session's own
+    work on the response. aiohttp hands the connection back as soon as a small
+    body has arrived, before the caller sees the response (aio-libs/aiohttp#2205):
+    the TLS object is taken while the connection is live.
+    """
+
+    head_at: int | None = None
+    cert_expires_us: int | None = None
+
+    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
+        transport = connection.transport
+        ssl_object = None if transport is None else transport.get_extra_info("ssl_object")
+        started = await super().start(connection)
+        self.head_at = time.monotonic_ns()
+        self.cert_expires_us = cert_expiry_us(ssl_object)
+        return started
 
 
-async def _body(reader: asyncio.StreamReader, headers: dict[str, str], cap: int) -> bytes:
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        body = bytearray()
-        while len(body) < cap:
-            size_line = await reader.readline()
-            try:
-                size = int(size_line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise ProtocolError(f"bad chunk size {size_line[:40]!r}") from None
-            if size == 0:
-                break
-            body += await reader.readexactly(size)
-            await reader.readline()
-        return bytes(body[:cap])
-    length = headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise ProtocolError(f"bad content-length {length[:40]!r}")
-        return await reader.readexactly(min(int(length), cap))
-    return await reader.read(cap) if cap else b""
+async def read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
+    """At most `cap` bytes of the body, as fast as they come; the rest is never read."""
+    body = bytearray()
+    while len(body) < cap:
+        chunk = await response.content.read(cap - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
+
+
+def _session(address: str, context: ssl.SSLContext, clock: Clock) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        resolver=PinnedResolver(address),
+        use_dns_cache=False,
+        force_close=True,
+        ssl=context,
+        limit=1,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=NO_CLIENT_TIMEOUT,
+        headers=HEADERS,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        trust_env=False,
+        trace_configs=[clock.trace()],
+        response_class=TimedResponse,
+    )
+
+
+@dataclass(slots=True)
+class _Seen:
+    """What the answer showed before the probe ended, in success or failure."""
+
+    clock: Clock
+    status: int | None = None
+    ttfb_us: int | None = None
+    expires_us: int | None = None
+    lost: BaseException | None = None  # how the connection ended, when a read failed
+
+    async def read(self, response: aiohttp.ClientResponse, cap: int) -> bytes:
+        connection = response.connection
+        protocol = None if connection is None else connection.protocol
+        try:
+            return await read_capped(response, cap)
+        except Exception:
+            # A reset under an incomplete body shows only here, and only until release.
+            self.lost = None if protocol is None else protocol.exception()
+            raise
+
+    def outcome(self, rtt_us: int | None, error: str | None) -> ProbeOutcome:
+        connected = self.clock.connected
+        return settle(
+            ProbeOutcome(
+                rtt_us,
+                error,
+                self.status,
+                self.ttfb_us,
+                self.expires_us,
+                None if connected is None else self.clock.since_start_us(connected),
+            )
+        )
 
 
 async def http_probe(
@@ -132,44 +209,25 @@ async def http_probe(
     context: ssl.SSLContext,
     body_max: int,
 ) -> ProbeOutcome:
-    url = spec.url or ""
-    parts = urlsplit(url)
-    https = parts.scheme == "https"
-    port = parts.port or (443 if https else 80)
-    status: int | None = None
-    ttfb: int | None = None
-    expires: int | None = None
-    start = time.monotonic_ns()
-    writer: asyncio.StreamWriter | None = None
-    try:
-        async with asyncio.timeout(timeout_s):
-            reader, writer = await asyncio.open_connection(
-                address,
-                port,
-                ssl=context if https else None,
-                server_hostname=parts.hostname if https else None,
-            )
-            if https:
-                expires = cert_expiry_us(writer)
-            writer.write(build_request(spec.http_method, url))
-            await writer.drain()
-            first = await reader.readline()
-            ttfb = (time.monotonic_ns() - start) // 1000
-            status = parse_status_line(first)
-            headers = await _headers(reader)
-            no_body = spec.http_method == "HEAD" or status in (204, 304) or status < 200
-            body = b"" if no_body else await _body(reader, headers, body_max)
-        total = (time.monotonic_ns() - start) // 1000
-    except TimeoutError:
-        return ProbeOutcome(None, TIMEOUT, status, ttfb, expires)
-    except ssl.SSLError:
-        return ProbeOutcome(None, TLS, status, ttfb, expires)
-    except (ProtocolError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-        return ProbeOutcome(None, PROTOCOL, status, ttfb, expires)
-    except OSError as exc:
-        return ProbeOutcome(None, os_error_reason(exc), status, ttfb, expires)
-    finally:
-        if writer is not None:
-            writer.close()
-    error = judge(status, body, spec.expect_status, spec.expect_body)
-    return ProbeOutcome(None if error else max(1, total), error, status, ttfb, expires)
+    seen = _Seen(Clock())
+    async with _session(address, context, seen.clock) as session:
+        try:
+            async with (
+                asyncio.timeout(timeout_s),
+                session.request(
+                    spec.http_method, URL(spec.url or "", encoded=True), allow_redirects=False
+                ) as response,
+            ):
+                timed = cast(TimedResponse, response)
+                seen.ttfb_us = seen.clock.since_start_us(timed.head_at)
+                seen.status = response.status
+                seen.expires_us = timed.cert_expires_us
+                body = await seen.read(response, body_max)
+                total = seen.clock.since_start_us()  # before the connection's close
+        except Exception as exc:  # whatever the target sent, the slot gets an outcome
+            reason = classify(exc, seen.lost)
+            if reason.startswith(ERROR):
+                log.warning("http probe failed unexpectedly", exc_info=exc)
+            return seen.outcome(None, reason)
+    error = judge(response.status, body, spec.expect_status, spec.expect_body)
+    return seen.outcome(None if error else total, error)

@@ -4,6 +4,9 @@ A probe that finds the limit reached is not started (counted as `busy`):
 the prober stays a monitor, never a load generator. Every probe started
 reports exactly one result: a ping row (rtt or failed) and, when there is
 something kind-specific to say, a detail row with the same (target, ts).
+That holds whatever the target sends: a destination outside the allowed
+networks is a `denied` result, and an exception a probe did not expect is
+logged and stored as `error: <class>`, never lost with its task.
 """
 
 from __future__ import annotations
@@ -16,16 +19,17 @@ from collections import Counter
 from collections.abc import Callable
 
 from shared.codec import ProbeDetail, TargetSpec
+from shared.destinations import Destinations
 
 from .engine import ResultSink
 from .probe_http import http_probe
-from .probe_tcp import ProbeOutcome, tcp_connect
+from .probe_outcome import DENIED, ERROR, SHUTDOWN, ProbeOutcome
+from .probe_tcp import tcp_connect
 
 log = logging.getLogger(__name__)
 
 DetailSink = Callable[[ProbeDetail], None]
 SendFn = Callable[[int, str, bool, int], None]
-SHUTDOWN = "shutdown"
 
 
 class Probes:
@@ -37,8 +41,10 @@ class Probes:
         limit: int,
         context: ssl.SSLContext,
         body_max: int,
+        destinations: Destinations | None = None,
     ) -> None:
         self._sink = sink
+        self._destinations = destinations or Destinations.default()
         self._details = details
         self._limit = limit
         self._context = context
@@ -77,13 +83,19 @@ class Probes:
         self, spec: TargetSpec, address: str, ipv6: bool, timeout_s: float, ts_us: int
     ) -> None:
         try:
-            if spec.kind == "tcp":
+            refusal = self._destinations.refusal(address)
+            if refusal is not None:
+                outcome = ProbeOutcome(None, f"{DENIED}: {refusal}")
+            elif spec.kind == "tcp":
                 outcome = await tcp_connect(address, spec.port or 0, ipv6, timeout_s)
             else:
                 outcome = await http_probe(spec, address, timeout_s, self._context, self._body_max)
         except asyncio.CancelledError:
             self._report(spec.id, ts_us, ProbeOutcome(None, SHUTDOWN))
             raise
+        except Exception as exc:
+            log.exception("probe raised", extra={"target_id": spec.id, "kind": spec.kind})
+            outcome = ProbeOutcome(None, f"{ERROR}: {type(exc).__name__}")
         self._report(spec.id, ts_us, outcome)
 
     def _report(self, target_id: int, ts_us: int, outcome: ProbeOutcome) -> None:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.destinations import (
+    DEFAULT_ALLOWED,
+    DEFAULT_DENIED,
+    Destinations,
+    IPNetwork,
+    networks,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,6 +83,12 @@ class Settings(BaseSettings):
     min_tcp_interval_s: float = Field(1.0, ge=MIN_INTERVAL_S, le=MAX_INTERVAL_S)
     min_http_interval_s: float = Field(5.0, ge=MIN_INTERVAL_S, le=MAX_INTERVAL_S)
     default_http_timeout_s: float = Field(5.0, ge=MIN_TIMEOUT_S, le=MAX_TIMEOUT_S)
+    # Where tcp and http probes may connect (shared/destinations.py): an address
+    # in an allowed network and in no denied one, checked on the address the
+    # prober resolved and, for a literal address, when a target is made.
+    # Comma-separated networks; an empty allowed list turns tcp/http probes off.
+    probe_allowed_networks: Annotated[tuple[IPNetwork, ...], NoDecode] = networks(DEFAULT_ALLOWED)
+    probe_denied_networks: Annotated[tuple[IPNetwork, ...], NoDecode] = networks(DEFAULT_DENIED)
 
     # Writer
     writer_prefetch: int = Field(16, ge=1, le=1000)
@@ -95,6 +111,24 @@ class Settings(BaseSettings):
     @property
     def ladder_stale_after(self) -> timedelta:
         return timedelta(minutes=self.ladder_stale_after_min)
+
+    @field_validator("probe_allowed_networks", "probe_denied_networks", mode="before")
+    @classmethod
+    def _network_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part for part in re.split(r"[,\s]+", value) if part]
+        if isinstance(value, list | tuple):
+            try:
+                return networks(str(item) for item in value)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{exc} (give networks like 10.0.0.0/8, comma-separated)"
+                ) from None
+        return value
+
+    @property
+    def probe_destinations(self) -> Destinations:
+        return Destinations(self.probe_allowed_networks, self.probe_denied_networks)
 
     @field_validator("log_level")
     @classmethod

@@ -64,6 +64,18 @@ async def results_taken(settings: Settings, writer: asyncio.Task[None]) -> None:
         await connection.close()
 
 
+@asynccontextmanager
+async def writer_running(settings: Settings) -> AsyncIterator[None]:
+    """A writer alone (to store what a stopped prober left in the queue), stopped cleanly."""
+    stop = asyncio.Event()
+    writer = asyncio.create_task(run_writer(settings, stop), name="test-writer")
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(writer, 30)
+
+
 class Targets:
     """Inserts targets with any columns; marks them deleted afterwards."""
 
@@ -116,17 +128,18 @@ def refused_port() -> int:
 
 
 def responder(status: int, body: bytes = b"", delay_s: float = 0.0) -> Handler:
-    """An HTTP/1.1 handler answering every request with `status` and `body`."""
+    """An HTTP/1.1 handler answering every request with `status` and `body` (HEAD: no body)."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            method = (await reader.readline()).split(b" ", 1)[0]
             while (await reader.readline()) not in (b"\r\n", b"\n", b""):
                 pass
             await asyncio.sleep(delay_s)
             head = (
                 f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             )
-            writer.write(head.encode() + body)
+            writer.write(head.encode() + (b"" if method == b"HEAD" else body))
             await writer.drain()
         except (ConnectionError, ssl.SSLError):
             pass

@@ -9,20 +9,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from prober_service.probe_http import (
-    ProtocolError,
-    build_request,
-    http_probe,
-    judge,
-    parse_status_line,
-    ssl_context,
-)
+from prober_service.probe_http import http_probe, ssl_context
+from prober_service.probe_outcome import judge
 from prober_service.probes import Probes
 from shared.codec import ProbeDetail, TargetSpec
 from shared.settings import Settings
 from tests.conftest import eventually
 from tests.probe_stack import (
     Certificate,
+    Handler,
     Targets,
     prober_and_writer,
     refused_port,
@@ -53,19 +48,66 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
     return self_signed(tmp_path_factory.mktemp("tls"), names="IP:127.0.0.1,DNS:tls.pingtrack.test")
 
 
-def test_request_names_host_port_path_and_query() -> None:
-    assert build_request("HEAD", "http://a.test:8080/x/y?q=1#frag") == (
-        b"HEAD /x/y?q=1 HTTP/1.1\r\nHost: a.test:8080\r\nUser-Agent: pingtrack-probe/1\r\n"
-        b"Accept: */*\r\nConnection: close\r\n\r\n"
-    )
+def recording(seen: list[bytes]) -> Handler:
+    """An HTTP handler that keeps the request head it was sent and answers 204."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = b""
+        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+            head += line
+        seen.append(head)
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    return handle
+
+
+async def test_request_goes_to_the_resolved_address_with_the_urls_host_path_and_query() -> None:
+    seen: list[bytes] = []
+    async with serve(recording(seen)) as server:
+        url = f"http://a.test:{server.port}/x/y?q=1#frag"
+        outcome = await http_probe(spec(url, http_method="HEAD"), "127.0.0.1", 2.0, PLAIN, 100)
+    assert (outcome.status, outcome.error) == (204, None)
+    request_line, *fields = seen[0].decode().split("\r\n")[:-1]
+    assert request_line == "HEAD /x/y?q=1 HTTP/1.1"
+    assert {
+        name.lower(): value
+        for name, _, value in (field.partition(": ") for field in fields)
+        if name.lower() in ("host", "user-agent", "accept-encoding", "connection")
+    } == {
+        "host": f"a.test:{server.port}",
+        "user-agent": "pingtrack-probe/1",
+        "accept-encoding": "identity",
+        "connection": "close",
+    }
 
 
 @pytest.mark.parametrize(
-    "line", [b"SSH-2.0-OpenSSH\r\n", b"HTTP/1.1 abc\r\n", b"HTTP/1.1 700 X\r\n"]
+    ("answer", "reason"),
+    [
+        (b"SSH-2.0-OpenSSH\r\n", "protocol: not an HTTP status line"),
+        (b"HTTP/1.1 abc\r\n\r\n", "protocol: not an HTTP status line"),
+        (b"HTTP/1.1 700 X\r\nContent-Length: 0\r\n\r\n", "protocol: status code out of range"),
+        # A body after an answer that said it was complete (HEAD gets none).
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\nextra",
+            "protocol: data after the answer",
+        ),
+    ],
 )
-def test_a_non_http_status_line_is_a_protocol_error(line: bytes) -> None:
-    with pytest.raises(ProtocolError):
-        parse_status_line(line)
+async def test_a_non_http_answer_is_a_protocol_error(answer: bytes, reason: str) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    async with serve(handle) as server:
+        outcome = await http_probe(
+            spec(f"http://127.0.0.1:{server.port}/"), "127.0.0.1", 2.0, PLAIN, 100
+        )
+    assert (outcome.rtt_us, outcome.status, outcome.error) == (None, None, reason)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,8 @@ import os
 import asyncpg
 import pytest
 
-from prober_service.probe_tcp import ProbeOutcome, tcp_connect
+from prober_service.probe_outcome import ProbeOutcome
+from prober_service.probe_tcp import tcp_connect
 from shared.settings import Settings
 from tests.conftest import eventually
 from tests.probe_stack import Targets, prober_and_writer, refused_port, responder, serve
