@@ -147,6 +147,13 @@ class Membership:
     async def _claim(self, started: float) -> tuple[frozenset[int], frozenset[int]]:
         held = self._ownership.shards
         async with self._pool.acquire() as conn, conn.transaction():
+            # A prober frozen inside this transaction (SIGSTOP, a paused VM) would
+            # hold the fleet lock, and with it every member's heartbeat, until it
+            # woke: the server ends such a session in half a lease instead.
+            await conn.execute(
+                "SELECT set_config('idle_in_transaction_session_timeout', $1, true)",
+                f"{int(self._lease_s * 500)}ms",
+            )
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtext('pingtrack.probers'), hashtext($1))",
                 self._fleet,

@@ -211,12 +211,15 @@ async def test_commands_pause_resume_and_change_the_interval_live(
     start_prober: Callable[..., Awaitable[None]],
 ) -> None:
     target = await insert_target(interval_ms=200, timeout_ms=300)
+    witness = await insert_target(interval_ms=100)
     await start_prober()
     await count_of(tap, target.id, 2)
 
     target = await change(pool, broker, settings, target, state="paused")
     paused_at = now_us()
-    await asyncio.sleep(0.8)  # several intervals, and the last timeout
+    # Several intervals, and the last timeout. Results come in order, so once a later
+    # ping of the witness is in, so is every ping sent until then.
+    await count_of(tap, witness.id, 1, after_us=paused_at + 800_000)
     # Stopped within one interval of the command.
     assert tap.of(target.id, after_us=paused_at + 200_000) == []
 
@@ -241,6 +244,7 @@ async def test_stale_and_malformed_commands_change_nothing(
     start_prober: Callable[..., Awaitable[None]],
 ) -> None:
     target = await insert_target(interval_ms=200, rev=5)
+    witness = await insert_target(interval_ms=100)
     await start_prober()
     await count_of(tap, target.id, 2)
 
@@ -260,7 +264,7 @@ async def test_stale_and_malformed_commands_change_nothing(
     # And still listening: a good command after the bad ones applies.
     await change(pool, broker, settings, target, state="paused")
     paused_at = now_us()
-    await asyncio.sleep(0.8)
+    await count_of(tap, witness.id, 1, after_us=paused_at + 800_000)  # all until then is in
     assert tap.of(target.id, after_us=paused_at + 200_000) == []
 
 
@@ -277,12 +281,15 @@ async def test_a_change_never_published_is_caught_by_reconciling(
     later = await insert_target(interval_ms=200)
     changed_at = now_us()
     await count_of(tap, later.id, 2)
-    await asyncio.sleep(0.5)
+    # The reconcile that found `later` paused the target. Results come in order, so once
+    # a later ping of `later` is in, so is every ping sent until then.
+    await count_of(tap, later.id, 1, after_us=changed_at + 1_300_000)
     assert tap.of(target.id, after_us=changed_at + 800_000) == []
 
 
 async def test_stopping_flushes_every_result(
     tap: ResultTap,
+    pool: asyncpg.Pool,
     settings: Settings,
     insert_target: Insert,
 ) -> None:
@@ -291,7 +298,16 @@ async def test_stopping_flushes_every_result(
     service = asyncio.create_task(
         run(settings.model_copy(update={"prober_id": PROBER_ID, "batch_max_delay_s": 30}), stop)
     )
-    await asyncio.sleep(1.5)
+
+    async def holding_eight() -> bool:
+        # What its last heartbeat reported: results it holds, none published yet.
+        held = await pool.fetchval(
+            "SELECT (stats->>'buffered_results')::int FROM probers WHERE id = $1", PROBER_ID
+        )
+        return held is not None and held >= 8
+
+    await eventually(holding_eight, timeout=10, interval=0.1)
+    assert tap.of(target.id) == []
     stopped_at = now_us()
     stop.set()
     await asyncio.wait_for(service, 15)
@@ -309,30 +325,46 @@ async def test_broker_outage_loses_no_result_and_commands_follow_after_reconnect
     settings: Settings,
     insert_target: Insert,
     start_prober: Callable[..., Awaitable[None]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     target = await insert_target(interval_ms=100, timeout_ms=300)
+    witness = await insert_target(interval_ms=1000)
+    caplog.set_level(logging.INFO, logger="prober_service.commands")
+
+    def subscribed(at_least: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:  # bound: a command published now reaches the prober
+            return caplog.messages.count("following target commands") >= at_least
+
+        return check
+
     async with TcpProxy("127.0.0.1", 5672) as proxy:
         url = settings.amqp_url.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
         assert url != settings.amqp_url
         await start_prober(amqp_url=url)
         await count_of(tap, target.id, 3)
+        # Targets load at the join; the cut comes once the commands are followed too.
+        await eventually(subscribed(1), timeout=10)
         links = proxy.connections  # the prober's broker connections (results, commands)
         await proxy.cut()
+        # A sleep on purpose: the outage under test, through which nothing gets out.
         await asyncio.sleep(1.5)
         assert len(tap.of(target.id, after_us=now_us() - 1_000_000)) == 0
         await proxy.resume()
         # Back: buffered results arrive, and every link has reconnected, so the
-        # command queue is declared and bound again (the bind follows at once).
+        # command queue is declared and bound again.
         await count_of(tap, target.id, 20)
 
         async def all_links_back() -> bool:
             return proxy.connections >= 2 * links
 
         await eventually(all_links_back, timeout=15)
-        await asyncio.sleep(0.5)
+        await eventually(subscribed(2), timeout=15)
         target = await change(pool, broker, settings, target, state="paused")
         paused_at = now_us()
-        await asyncio.sleep(0.6)
+        # Results come in order: once a later ping of the witness is in, so is every
+        # ping sent until then. Pausing it before its next slot leaves nothing unpublished.
+        await count_of(tap, witness.id, 1, after_us=paused_at + 600_000)
+        await change(pool, broker, settings, witness, state="paused")
         rows = tap.of(target.id)
         assert tap.of(target.id, after_us=paused_at + 100_000) == []
         # No gap anywhere: every slot from first to last has its result.
