@@ -3,6 +3,8 @@
 One socket per address family serves every target. Each ping waits in a
 pending map under its (identifier, sequence) key, with its deadline in a heap;
 a reply or the deadline, whichever comes first, produces exactly one result.
+A ping that cannot leave this host (no socket of its family, no free key, a
+local send error) produces none: the slot is counted in `local`, not lost.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .hops import hops_from_ttl
 from .icmp_packet import build_echo_request, parse_echo_reply
 from .icmp_socket import IcmpSocket, IcmpUnavailable, open_icmp_socket
 from .idents import Key, KeyAllocator, KeysExhausted
+from .local_failures import NO_IDENTIFIER, NO_SOCKET, LocalFailures, errno_reason
 from .rtt import rtt_ns
 from .waker import Waker
 
@@ -57,7 +60,6 @@ class EngineStats:
     unmatched: int = 0  # ours, but late (already timed out) or from the wrong source
     send_errors: int = 0
     socket_errors: int = 0
-    no_key: int = 0
 
 
 class Pinger:
@@ -74,6 +76,7 @@ class Pinger:
         self._waker = Waker()
         self.sent: Counter[int] = Counter()
         self.emitted: Counter[int] = Counter()
+        self.local = LocalFailures()  # slots not sent: no result, not a loss
         self.stats = EngineStats()
 
     @property
@@ -94,7 +97,10 @@ class Pinger:
                 if not ipv6:
                     self.close()
                     raise
-                log.warning("no IPv6 ICMP socket; IPv6 targets will show as lost", exc_info=True)
+                log.warning(
+                    "no IPv6 ICMP socket; IPv6 slots are counted as not sent (no_socket)",
+                    exc_info=True,
+                )
                 continue
             if sock.kernel_ident is not None:
                 idents = [sock.kernel_ident]
@@ -112,31 +118,32 @@ class Pinger:
         self._families.clear()
 
     def send(self, target_id: int, address: str, ipv6: bool, timeout_ns: int) -> None:
-        """Ping `address` once; its result reaches the sink within `timeout_ns`."""
-        self.sent[target_id] += 1
+        """Ping `address` once; its result reaches the sink within `timeout_ns`.
+
+        A ping that cannot be sent from here gives no result; `local` counts it.
+        """
         tx_mono = time.monotonic_ns()
         tx_wall = time.time_ns()
         family = self._families.get(ipv6)
         if family is None:
-            self.stats.send_errors += 1
-            self._emit_lost(target_id, tx_wall)
+            self.local.add(target_id, NO_SOCKET)
             return
         try:
             key = family.keys.allocate(family.pending)
         except KeysExhausted:
-            self.stats.no_key += 1
-            self._emit_lost(target_id, tx_wall)
+            self.local.add(target_id, NO_IDENTIFIER)
             return
         packet = build_echo_request(ipv6, key[0], key[1], self._nonce + _TARGET.pack(target_id))
         try:
             family.socket.send(address, packet)
         except OSError as exc:
-            # Unreachable network, full buffer: the ping did not leave, the
-            # target is not reachable from here right now. That is a loss.
+            # A local rule, a full buffer, no route from here: the ping did
+            # not leave, the network was never asked. Not a loss.
             self.stats.send_errors += 1
             log.debug("ICMP send failed", extra={"target_id": target_id, "error": repr(exc)})
-            self._emit_lost(target_id, tx_wall)
+            self.local.add(target_id, errno_reason(exc))
             return
+        self.sent[target_id] += 1
         pending = Pending(target_id, address, tx_wall, tx_mono)
         family.pending[key] = pending
         deadline = tx_mono + timeout_ns

@@ -116,6 +116,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             "probes_busy": probes.busy,
             "unresolved_slots": scheduler.unresolved,
             "missed_slots": scheduler.missed.total(),
+            "local_failures": dict(pinger.local.by_reason + probes.local.by_reason),
             "published_results": publisher.published_results,
             "dropped_results": publisher.dropped_results,
             "unpublished_results": publisher.buffered,
@@ -124,6 +125,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             # Per target, so a test (or an operator) can match stored against sent.
             "sent_per_target": dict(pinger.sent + probes.sent),
             "missed_per_target": dict(scheduler.missed),
+            "unsent_per_target": dict(pinger.local.by_target + probes.local.by_target),
         },
     )
 

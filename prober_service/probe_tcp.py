@@ -13,7 +13,7 @@ async def tcp_connect(address: str, port: int, ipv6: bool, timeout_s: float) -> 
     """Connect to address:port and close at once; a refusal or timeout is a failure.
 
     Making the socket can fail too (no descriptors left, family not supported):
-    that is this slot's outcome like any other.
+    its errno name is the outcome, a local failure that Probes counts, not stores.
     """
     loop = asyncio.get_running_loop()
     sock: socket.socket | None = None

@@ -7,6 +7,9 @@ something kind-specific to say, a detail row with the same (target, ts).
 That holds whatever the target sends: a destination outside the allowed
 networks is a `denied` result, and an exception a probe did not expect is
 logged and stored as `error: <class>`, never lost with its task.
+A probe that failed on this host (no descriptor, no local port, a local
+rule) never reached the network: it is counted in `local`, like a slot not
+started, and stores nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from shared.codec import ProbeDetail, TargetSpec
 from shared.destinations import Destinations
 
 from .engine import ResultSink
+from .local_failures import LOCAL_REASONS, PROBE_LIMIT, LocalFailures
 from .probe_http import http_probe
 from .probe_outcome import DENIED, ERROR, SHUTDOWN, ProbeOutcome
 from .probe_tcp import tcp_connect
@@ -53,6 +57,7 @@ class Probes:
         self.sent: Counter[int] = Counter()
         self.failed = 0
         self.busy = 0  # probes not started: the concurrency limit was reached
+        self.local = LocalFailures()  # slots that never reached the network, busy ones too
 
     @property
     def in_flight(self) -> int:
@@ -69,6 +74,7 @@ class Probes:
     def _start(self, spec: TargetSpec, address: str, ipv6: bool, timeout_s: float) -> None:
         if len(self._tasks) >= self._limit:
             self.busy += 1
+            self.local.add(spec.id, PROBE_LIMIT)
             log.debug("probe skipped, concurrency limit reached", extra={"target_id": spec.id})
             return
         self.sent[spec.id] += 1
@@ -99,6 +105,10 @@ class Probes:
         self._report(spec.id, ts_us, outcome)
 
     def _report(self, target_id: int, ts_us: int, outcome: ProbeOutcome) -> None:
+        if outcome.error in LOCAL_REASONS:
+            self.sent[target_id] -= 1  # it never left this host: not a probe sent
+            self.local.add(target_id, outcome.error)
+            return
         if outcome.rtt_us is None:
             self.failed += 1
         # Detail first: a batch sealed by the ping then holds both.
