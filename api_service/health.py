@@ -5,16 +5,19 @@ broker is unreachable: this instance cannot do its job). The body answers the
 second: `status` is `degraded` with one reason per problem when the database,
 the broker, the writer (nobody consumes the results queue) or the probers
 (none alive while targets are active) fail, when active targets have gone
-stale (no stored ping for 3 intervals), or when the ladder stopped, failed or
-discarded marks unsummarised (api_service/ladder_health.py). A stopped writer
-does not make the API unready: restarting the API would not help it.
+stale (no stored ping for 3 intervals), when a live prober could not send
+some slots for a reason of its own lately (prober_service/local_failures.py),
+or when the ladder stopped, failed or discarded marks unsummarised
+(api_service/ladder_health.py). A stopped writer does not make the API
+unready: restarting the API would not help it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiormq
@@ -93,6 +96,11 @@ _LIVE_PROBERS = """
 SELECT count(*) FROM probers
 WHERE fleet = $1 AND last_seen > now() - make_interval(secs => $2)
 """
+_LOCAL_FAILURES = """
+SELECT id, (stats->'local_failures_recent')::text AS recent FROM probers
+WHERE fleet = $1 AND last_seen > now() - make_interval(secs => $2)
+  AND stats->'local_failures_recent' <> '{}' ORDER BY id
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +109,8 @@ class FleetState:
     live_probers: int | None  # None: membership is not recorded in this database
     stale_total: int
     stale: list[dict[str, Any]]
+    # Live probers' slots not sent for a local reason lately: prober -> reason -> count.
+    local_failures: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 async def _fleet_state(pool: asyncpg.Pool, fleet: str) -> FleetState:
@@ -109,8 +119,9 @@ async def _fleet_state(pool: asyncpg.Pool, fleet: str) -> FleetState:
         rows = await conn.fetch(_STALE)
         try:
             live: int | None = int(await conn.fetchval(_LIVE_PROBERS, fleet, PROBER_EXPIRY_S))
+            local = await conn.fetch(_LOCAL_FAILURES, fleet, PROBER_EXPIRY_S)
         except asyncpg.UndefinedTableError:
-            live = None
+            live, local = None, []
     stale = [
         {
             "id": row["id"],
@@ -122,7 +133,8 @@ async def _fleet_state(pool: asyncpg.Pool, fleet: str) -> FleetState:
         for row in rows
     ]
     total = int(rows[0]["total"]) if rows else 0
-    return FleetState(active, live, total, stale)
+    failures = {row["id"]: json.loads(row["recent"]) for row in local}
+    return FleetState(active, live, total, stale, failures)
 
 
 async def fleet_check(pool: asyncpg.Pool, fleet: str) -> FleetState | None:
@@ -163,6 +175,9 @@ def degraded_reasons(
                 f"{fleet.stale_total} active targets stale"
                 f" (no stored ping for {STALE_INTERVALS} intervals)"
             )
+        for prober, by_reason in fleet.local_failures.items():
+            why = ", ".join(f"{reason} {n}" for reason, n in sorted(by_reason.items()))
+            reasons.append(f"prober {prober}: slots not sent for local reasons lately ({why})")
     return reasons
 
 
@@ -200,6 +215,7 @@ async def health(pool: PoolDep, broker: BrokerDep, settings: SettingsDep) -> JSO
             "results_consumers": queue.consumers,
             "live_probers": None if fleet is None else fleet.live_probers,
             "active_targets": None if fleet is None else fleet.active_targets,
+            "prober_local_failures": None if fleet is None else fleet.local_failures,
         },
         "stale_targets": {
             "count": 0 if fleet is None else fleet.stale_total,

@@ -114,6 +114,15 @@ def fleet_families(rows: Sequence[ProberRow]) -> list[Family]:
             if isinstance(value, int | float):
                 family.add(value, prober=row.id)
         families.append(family)
+    local = Family(
+        "pingtrack_prober_local_failures_total",
+        "counter",
+        "Slots not sent for a reason of the prober's own (not losses), by reason.",
+    )
+    for row in live:
+        for reason, value in sorted(row.stats.get("local_failures", {}).items()):
+            local.add(value, prober=row.id, reason=reason)
+    families.append(local)
     return families
 
 
