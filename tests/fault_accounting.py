@@ -56,6 +56,8 @@ def prober_counts(log_lines: Iterable[str]) -> ProberCounts:
         entry = json.loads(line)
         counts.sent.update({int(k): v for k, v in entry["sent_per_target"].items()})
         counts.missed.update({int(k): v for k, v in entry["missed_per_target"].items()})
+        # A slot not sent for a local reason is a hole the prober announced too.
+        counts.missed.update({int(k): v for k, v in entry.get("unsent_per_target", {}).items()})
         dropped += entry["dropped_results"]
         # What a prober left in its spool is not lost: its next start publishes it
         # (and stored == sent then shows it was).
