@@ -24,7 +24,6 @@ from api_service.event_rules import (
     detect,
 )
 from api_service.history import dirty_from, load_ladder, resolve_range, target_info
-from api_service.pings import iso
 from api_service.tier_choice import (
     ORIGIN,
     US,
@@ -34,6 +33,7 @@ from api_service.tier_choice import (
     level_tier,
     tail_start,
 )
+from api_service.times import iso
 from shared.errors import InvalidInput, NotFound
 from shared.segments import ORIGIN_US, Ping, Tolerance, max_gap_us, segment_pings
 

@@ -31,6 +31,7 @@ from api_service.ladder_health import (
     read_ladder_health,
 )
 from api_service.latest import STALE_INTERVALS, stale_targets_query
+from api_service.times import iso_offset
 from shared.broker import BrokerLink
 from shared.constants import PROBER_EXPIRY_S, Topology
 
@@ -116,7 +117,7 @@ async def _fleet_state(pool: asyncpg.Pool, fleet: str) -> FleetState:
             "id": row["id"],
             "address": row["address"],
             "interval_s": row["interval_ms"] / 1000,
-            "last_ping": None if row["last_ping"] is None else row["last_ping"].isoformat(),
+            "last_ping": None if row["last_ping"] is None else iso_offset(row["last_ping"]),
             "resolve_error": row["resolve_error"],
         }
         for row in rows

@@ -7,12 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from api_service.pings import as_utc, iso
 from api_service.tier_choice import LadderSpec, LevelSpec
+from api_service.times import EPOCH, as_utc, iso
 from shared.errors import InvalidInput, NotFound
 
 DEFAULT_SPAN = timedelta(days=1)
-FLOOR = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,13 +29,13 @@ def resolve_range(
     from > to is refused; a range wholly in the future comes back empty (lo == hi).
     """
     hi = now if end is None else as_utc(end)
-    back = min(DEFAULT_SPAN, max(hi - FLOOR, timedelta(0)))  # never before year 1
+    back = min(DEFAULT_SPAN, max(hi - EPOCH, timedelta(0)))  # never before year 1
     lo = hi - back if start is None else as_utc(start)
     if lo > hi:
         raise InvalidInput(f"from ({iso(lo)}) is after to ({iso(hi)})")
     # Nothing is older than the epoch: clamping keeps date arithmetic in range.
-    hi = max(FLOOR, min(hi, now))
-    return max(FLOOR, min(lo, hi)), hi
+    hi = max(EPOCH, min(hi, now))
+    return max(EPOCH, min(lo, hi)), hi
 
 
 async def target_info(conn: asyncpg.Connection, target_id: int) -> TargetInfo:

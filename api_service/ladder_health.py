@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from api_service.times import iso_seconds
 from shared.ladder import ROUND_SQL
 
 # A discard makes /health degraded for this long after it happened (then the
@@ -118,16 +119,14 @@ async def read_ladder_health(pool: asyncpg.Pool) -> LadderHealth:
     )
 
 
-def _at(when: datetime | None) -> str | None:
-    return None if when is None else when.isoformat(timespec="seconds")
-
-
 def ladder_reasons(state: LadderHealth, stale_after: timedelta) -> list[str]:
     """One line per problem of the ladder; none when it runs."""
     reasons = []
     cron = state.cron
     if state.last_failed:
-        reasons.append(f"ladder: the last round failed at {_at(state.failed_at)} ({state.error})")
+        reasons.append(
+            f"ladder: the last round failed at {iso_seconds(state.failed_at)} ({state.error})"
+        )
     elif (
         cron is not None
         and cron.status == "failed"
@@ -135,24 +134,23 @@ def ladder_reasons(state: LadderHealth, stale_after: timedelta) -> list[str]:
         and cron.started_at > (state.finished_at or state.since)
     ):
         reasons.append(
-            f"ladder: pg_cron's last run of the round failed at {_at(cron.started_at)}"
+            f"ladder: pg_cron's last run of the round failed at {iso_seconds(cron.started_at)}"
             f" ({(cron.message or '').strip()})"
         )
     if state.finished_at is None:
         if state.now - state.since > stale_after:
             reasons.append(
-                f"ladder: no round has completed since {_at(state.since)}"
+                f"ladder: no round has completed since {iso_seconds(state.since)}"
                 f" (is pg_cron running `{ROUND_SQL}` in this database?)"
             )
     elif state.now - state.finished_at > stale_after:
         minutes = int((state.now - state.finished_at).total_seconds() // 60)
-        reasons.append(
-            f"ladder: no round completed for {minutes} min (last at {_at(state.finished_at)})"
-        )
+        last = iso_seconds(state.finished_at)
+        reasons.append(f"ladder: no round completed for {minutes} min (last at {last})")
     if state.discarded_at is not None and state.now - state.discarded_at < DISCARDS_REPORTED_FOR:
         reasons.append(
             f"ladder: marks of hours past raw retention discarded unsummarised at"
-            f" {_at(state.discarded_at)} (newest hour {_at(state.discarded_hour)};"
+            f" {iso_seconds(state.discarded_at)} (newest hour {iso_seconds(state.discarded_hour)};"
             f" {state.discarded_marks} in all)"
         )
     return reasons
@@ -162,24 +160,24 @@ def ladder_details(state: LadderHealth) -> dict[str, Any]:
     """The `ladder` section of /health."""
     cron = state.cron
     return {
-        "last_completed_at": _at(state.finished_at),
+        "last_completed_at": iso_seconds(state.finished_at),
         "last_duration_s": None if state.duration is None else state.duration.total_seconds(),
-        "last_started_at": _at(state.started_at),
+        "last_started_at": iso_seconds(state.started_at),
         "running": state.running,
-        "last_failed_at": _at(state.failed_at),
+        "last_failed_at": iso_seconds(state.failed_at),
         "last_error": state.error,
         "rounds_completed": state.rounds,
         "rounds_failed": state.failures,
         "lag_s": {tier: round(lag.total_seconds(), 3) for tier, lag in state.lag.items()},
         "discarded_marks": state.discarded_marks,
-        "discarded_at": _at(state.discarded_at),
-        "discarded_newest_hour": _at(state.discarded_hour),
+        "discarded_at": iso_seconds(state.discarded_at),
+        "discarded_newest_hour": iso_seconds(state.discarded_hour),
         "cron_last_run": None
         if cron is None
         else {
             "status": cron.status,
-            "started_at": _at(cron.started_at),
-            "ended_at": _at(cron.ended_at),
+            "started_at": iso_seconds(cron.started_at),
+            "ended_at": iso_seconds(cron.ended_at),
             "message": cron.message,
         },
     }

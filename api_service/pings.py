@@ -15,15 +15,15 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from api_service.times import EPOCH, as_utc, iso
 from shared.errors import InvalidInput, NotFound
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
 CSV_HEADER = "ts,rtt_ms,lost,hops,ttl\n"
 _CSV_CHUNK_ROWS = 2000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CURSOR_VERSION = "p1"
-_BEFORE_ALL = _EPOCH - timedelta(microseconds=1)
+_BEFORE_ALL = EPOCH - timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,18 +48,8 @@ class Page:
     next_cursor: str | None
 
 
-def iso(ts: datetime) -> str:
-    """ISO 8601 in UTC with a Z, microseconds kept."""
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def as_utc(ts: datetime) -> datetime:
-    """A naive time is taken as UTC."""
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
 def _micros(ts: datetime) -> int:
-    return (ts - _EPOCH) // timedelta(microseconds=1)
+    return (ts - EPOCH) // timedelta(microseconds=1)
 
 
 def encode_cursor(target_id: int, ts: datetime) -> str:
@@ -75,7 +65,7 @@ def decode_cursor(cursor: str, target_id: int) -> datetime:
         if version != _CURSOR_VERSION:
             raise ValueError(version)
         owner = int(owner_text)
-        ts = _EPOCH + timedelta(microseconds=int(micros))
+        ts = EPOCH + timedelta(microseconds=int(micros))
     except (ValueError, UnicodeDecodeError, binascii.Error, OverflowError):
         raise InvalidInput("invalid cursor: pass next_cursor exactly as returned") from None
     if owner != target_id:
@@ -85,7 +75,7 @@ def decode_cursor(cursor: str, target_id: int) -> datetime:
 
 def time_range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
     """[start, end): all history up to now by default."""
-    lo = _EPOCH if start is None else as_utc(start)
+    lo = EPOCH if start is None else as_utc(start)
     hi = datetime.now(UTC) if end is None else as_utc(end)
     if lo > hi:
         raise InvalidInput(f"from ({iso(lo)}) is after to ({iso(hi)})")

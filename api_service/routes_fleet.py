@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends
 
 from api_service.auth import require_reader
 from api_service.deps import PoolDep, SettingsDep
+from api_service.times import iso_offset
 from shared.constants import PROBER_EXPIRY_S
 
 router = APIRouter(tags=["fleet"], dependencies=[Depends(require_reader)])
@@ -60,8 +61,8 @@ async def fleet(pool: PoolDep, settings: SettingsDep) -> dict[str, Any]:
         {
             "id": row.id,
             "live": row.live,
-            "started_at": row.started_at.isoformat(),
-            "last_seen": row.last_seen.isoformat(),
+            "started_at": iso_offset(row.started_at),
+            "last_seen": iso_offset(row.last_seen),
             "heartbeat_age_s": round(row.age_s, 3),
             "shards": row.shards,
             "stats": row.stats,

@@ -13,7 +13,6 @@ import asyncpg
 
 from api_service import buckets as bk
 from api_service.history import dirty_from, load_ladder, resolve_range, target_info
-from api_service.pings import iso
 from api_service.tier_choice import (
     HOUR,
     HOURLY,
@@ -28,6 +27,7 @@ from api_service.tier_choice import (
     plan_series,
     tail_start,
 )
+from api_service.times import iso
 from shared.errors import InvalidInput
 
 DEFAULT_POINTS = 1000

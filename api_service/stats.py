@@ -34,7 +34,6 @@ import numpy as np
 import numpy.typing as npt
 
 from api_service.history import load_ladder, resolve_range, target_info
-from api_service.pings import iso
 from api_service.tier_choice import (
     HOUR,
     HOURLY,
@@ -44,6 +43,7 @@ from api_service.tier_choice import (
     align_up,
     level_pieces,
 )
+from api_service.times import iso
 
 OUTAGE_PINGS = 3
 # Exact percentiles sort every ping: a few hours at 1 Hz stay within ~50 ms.

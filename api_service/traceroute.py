@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import icmplib
 
+from api_service.times import iso_offset
 from shared.errors import NotFound, PingtrackError
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class Trace:
         return {
             "target_id": self.target_id,
             "address": self.address,
-            "ts": self.ts.isoformat(),
+            "ts": iso_offset(self.ts),
             "reached": self.reached,
             "hop_count": self.hop_count,
             "hops": [{"ttl": h.ttl, "address": h.address, "rtt_ms": h.rtt_ms} for h in self.hops],
