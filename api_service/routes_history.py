@@ -13,7 +13,7 @@ from api_service import series as sr
 from api_service import stats as st
 from api_service.auth import require_reader
 from api_service.deps import PoolDep, TargetId
-from api_service.schemas import ErrorOut
+from api_service.errors import ErrorOut
 from api_service.times import iso
 
 router = APIRouter(

@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 from api_service import probe, rules
 from api_service.auth import require_reader
 from api_service.deps import PoolDep, TargetId
+from api_service.errors import ErrorOut
 from api_service.latest import STALE_INTERVALS, Detail, Latest, latest_of, latest_results
-from api_service.schemas import ErrorOut
 
 router = APIRouter(
     tags=["results"],

@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from api_service import pings
 from api_service.auth import require_reader
 from api_service.deps import PoolDep, TargetId
-from api_service.schemas import ErrorOut, PingPage
+from api_service.errors import ErrorOut
+from api_service.schemas import PingPage
 
 router = APIRouter(
     tags=["pings"],

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from api_service import storage
 from api_service.auth import require_reader
 from api_service.deps import PoolDep
-from api_service.schemas import ErrorOut
+from api_service.errors import ErrorOut
 from shared.settings import MAX_INTERVAL_S, MIN_INTERVAL_S
 
 router = APIRouter(

@@ -11,14 +11,12 @@ from api_service import bulk, drafts, probe
 from api_service.auth import require_admin, require_reader
 from api_service.deps import PoolDep, PublisherDep, SettingsDep, TargetId, TargetsDep
 from api_service.drafts import Draft
-from api_service.errors import describe_validation
+from api_service.errors import ErrorDetail, ErrorOut, describe_validation
 from api_service.schemas import (
     BulkCreate,
     BulkItemOut,
     BulkOut,
     ChangedOut,
-    ErrorDetail,
-    ErrorOut,
     PurgedOut,
     TargetCreate,
     TargetList,

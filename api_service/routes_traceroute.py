@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException
 
 from api_service.auth import require_admin, require_reader
 from api_service.deps import PoolDep, TargetId
-from api_service.schemas import ErrorOut
+from api_service.errors import ErrorOut
 from api_service.traceroute import TracerouteFailed, latest_trace, trace_target
 
 _ERRORS: dict[int | str, dict[str, Any]] = {

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
+from api_service.errors import ErrorDetail
 from api_service.pings import Page
 from api_service.targets import LastPing, Purged, Target
 from api_service.times import iso
@@ -200,15 +201,6 @@ class PingPage(BaseModel):
             ],
             "next_cursor": page.next_cursor,
         }
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorOut(BaseModel):
-    error: ErrorDetail
 
 
 BulkItemOut.model_rebuild()
