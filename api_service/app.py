@@ -10,18 +10,15 @@ import asyncpg
 from fastapi import FastAPI
 
 from api_service import (
-    health,
-    metrics,
-    routes_fleet,
     routes_history,
     routes_latest,
     routes_pings,
-    routes_storage,
     routes_targets,
     routes_traceroute,
     web,
 )
 from api_service.errors import install_error_handlers
+from api_service.ops import routes as ops
 from api_service.publisher import CommandPublisher
 from api_service.targets import Targets
 from shared.broker import BrokerLink
@@ -71,15 +68,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.startup_error = None
     install_error_handlers(app)
-    app.include_router(health.router)
+    # In this order: it is the order of the paths in the OpenAPI document.
+    app.include_router(ops.health_router)
     app.include_router(routes_targets.reads)
     app.include_router(routes_targets.writes)
     app.include_router(routes_latest.router)
     app.include_router(routes_pings.router)
     app.include_router(routes_history.router)
-    app.include_router(routes_storage.router)
-    app.include_router(metrics.router)
-    app.include_router(routes_fleet.router)
+    app.include_router(ops.storage_router)
+    app.include_router(ops.metrics_router)
+    app.include_router(ops.fleet_router)
     app.include_router(routes_traceroute.router)
     web.install(app)
     return app

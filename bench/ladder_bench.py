@@ -14,7 +14,7 @@ copies of the rows just built (a few hundred rows are mostly page overhead);
 measures the packed form of the packed levels the same way per series (one
 row per target-day, copied day after day); and projects the default ladder
 for 300 targets at 1 s over 5 years for each fleet shape with
-api_service/storage.py. Drops the database at the end.
+api_service/ops/projection.py. Drops the database at the end.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _calibration import print_header_async
 
-from api_service.storage import Figure, Figures, Ladder, load_ladder, project
+from api_service.ops.projection import Figure, Figures, Ladder, project
+from api_service.ops.storage import load_ladder
 from shared.migrate import create_database_if_missing, migrate
 from shared.settings import Settings
 from tests.egress_guard import ensure_guarded

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from api_service.metrics import Family, render
+from api_service.ops.metrics import Family, render
 from prober_service.main import run
 from shared.settings import Settings
 from tests.api_client import api_client

@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
-from api_service.ladder_health import (
+from api_service.ops.ladder_health import (
     CronRun,
     LadderHealth,
     cron_last_run,

@@ -1,13 +1,13 @@
-"""/health: is this API able to serve, and is the whole pipeline healthy.
+"""Is this API able to serve, and is the whole pipeline healthy (GET /health).
 
-The HTTP status answers the first question (503 when the database or the
-broker is unreachable: this instance cannot do its job). The body answers the
-second: `status` is `degraded` with one reason per problem when the database,
-the broker, the writer (nobody consumes the results queue) or the probers
-(none alive while targets are active) fail, when active targets have gone
-stale (no stored ping for 3 intervals), or when the ladder stopped, failed or
-discarded marks unsummarised (api_service/ladder_health.py). A stopped writer
-does not make the API unready: restarting the API would not help it.
+`ready` answers the first question (False when the database or the broker is
+unreachable: this instance cannot do its job; the route answers 503). The
+body answers the second: `status` is `degraded` with one reason per problem
+when the database, the broker, the writer (nobody consumes the results queue)
+or the probers (none alive while targets are active) fail, when active
+targets have gone stale (no stored ping for 3 intervals), or when the ladder
+stopped, failed or discarded marks unsummarised (ladder_health.py). A stopped
+writer does not make the API unready: restarting the API would not help it.
 """
 
 from __future__ import annotations
@@ -15,39 +15,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import aiormq
 import asyncpg
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
-from api_service.deps import BrokerDep, PoolDep, SettingsDep
-from api_service.ladder_health import (
+from api_service.latest import STALE_INTERVALS, stale_targets_query
+from api_service.ops.ladder_health import (
     LadderHealth,
     ladder_details,
     ladder_reasons,
     read_ladder_health,
 )
-from api_service.latest import STALE_INTERVALS, stale_targets_query
 from api_service.times import iso_offset
 from shared.broker import BrokerLink
 from shared.constants import PROBER_EXPIRY_S, Topology
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_S = 2.0
 STALE_LISTED = 100
-router = APIRouter(tags=["health"])
-
-
-class HealthOut(BaseModel):
-    status: Literal["ok", "degraded"]
-    reasons: list[str]
-    checks: dict[str, object]
-    stale_targets: dict[str, object]
-    ladder: dict[str, object] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,15 +155,14 @@ def degraded_reasons(
     return reasons
 
 
-@router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
-async def health(pool: PoolDep, broker: BrokerDep, settings: SettingsDep) -> JSONResponse:
-    """200 while this API can serve (database and broker answer), else 503.
+@dataclass(frozen=True, slots=True)
+class Health:
+    body: dict[str, Any]  # what /health answers
+    ready: bool  # the database and the broker answer: this API can serve
 
-    `status` is `degraded` with `reasons` whenever any part of the pipeline is
-    unhealthy; `stale_targets` lists active targets without a recent ping, with
-    `resolve_error` set when the target's name does not resolve (so it is not probed);
-    `ladder` tells the ladder's rounds, lag per tier and discarded marks.
-    """
+
+async def check_health(pool: asyncpg.Pool, broker: BrokerLink, settings: Settings) -> Health:
+    """Every check at once, each bounded by CHECK_TIMEOUT_S."""
     database, (broker_state, queue) = await asyncio.gather(
         database_check(pool),
         broker_check(broker, Topology(settings.amqp_prefix).results_queue),
@@ -208,5 +195,4 @@ async def health(pool: PoolDep, broker: BrokerDep, settings: SettingsDep) -> JSO
         },
         "ladder": None if ladder is None else ladder_details(ladder),
     }
-    ready = database == "ok" and broker_state == "ok"
-    return JSONResponse(body, status_code=200 if ready else 503)
+    return Health(body, ready=database == "ok" and broker_state == "ok")

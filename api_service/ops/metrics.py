@@ -1,4 +1,8 @@
-"""/metrics in the Prometheus text format (0.0.4), written by hand: a few gauges and counters."""
+"""What /metrics says, in the Prometheus text format (0.0.4), written by hand.
+
+A few gauges and counters: dependencies, the results queue, the probers'
+heartbeats (fleet.py) and the ladder's record of itself (ladder_health.py).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,16 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import PlainTextResponse
+import asyncpg
 
-from api_service.auth import require_reader
-from api_service.deps import BrokerDep, PoolDep, SettingsDep
-from api_service.health import broker_check, database_check, ladder_check
-from api_service.ladder_health import LadderHealth
-from api_service.routes_fleet import ProberRow, fleet_rows
+from api_service.ops.fleet import ProberRow, fleet_rows
+from api_service.ops.health import broker_check, database_check, ladder_check
+from api_service.ops.ladder_health import LadderHealth
+from shared.broker import BrokerLink
 from shared.constants import Topology
+from shared.settings import Settings
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-router = APIRouter(tags=["health"], dependencies=[Depends(require_reader)])
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -142,9 +144,8 @@ def ladder_families(state: LadderHealth) -> list[Family]:
     return families
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
-async def metrics(pool: PoolDep, broker: BrokerDep, settings: SettingsDep) -> PlainTextResponse:
-    """Fleet, queue, ladder and dependency figures for Prometheus to scrape."""
+async def metrics_text(pool: asyncpg.Pool, broker: BrokerLink, settings: Settings) -> str:
+    """Every family, rendered: what /metrics answers."""
     topology = Topology(settings.amqp_prefix)
     database, (broker_state, queue) = await asyncio.gather(
         database_check(pool), broker_check(broker, topology.results_queue)
@@ -168,4 +169,4 @@ async def metrics(pool: PoolDep, broker: BrokerDep, settings: SettingsDep) -> Pl
         ladder = await ladder_check(pool)
         if ladder is not None:
             families += ladder_families(ladder)
-    return PlainTextResponse(render(families), media_type=CONTENT_TYPE)
+    return render(families)

@@ -1,4 +1,8 @@
-"""/fleet: the probers of this deployment, live or recently gone, with their counters."""
+"""The probers of this deployment, live or recently gone, with their counters.
+
+Read from the heartbeats probers write to PostgreSQL (prober_service/membership.py),
+for GET /fleet, /metrics and `pingtrack fleet`.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,9 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, Depends
 
-from api_service.auth import require_reader
-from api_service.deps import PoolDep, SettingsDep
 from api_service.times import iso_offset
 from shared.constants import PROBER_EXPIRY_S
-
-router = APIRouter(tags=["fleet"], dependencies=[Depends(require_reader)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +52,8 @@ async def fleet_rows(pool: asyncpg.Pool, fleet: str) -> list[ProberRow]:
     ]
 
 
-@router.get("/fleet")
-async def fleet(pool: PoolDep, settings: SettingsDep) -> dict[str, Any]:
-    """Live probers first; each with its shards, targets and counters from its last heartbeat."""
-    rows = await fleet_rows(pool, settings.amqp_prefix)
+def fleet_content(rows: list[ProberRow]) -> dict[str, Any]:
+    """What /fleet answers: live probers first."""
     probers = [
         {
             "id": row.id,
