@@ -9,17 +9,11 @@ from contextlib import asynccontextmanager
 import asyncpg
 from fastapi import FastAPI
 
-from api_service import (
-    routes_history,
-    routes_latest,
-    routes_pings,
-    routes_targets,
-    routes_traceroute,
-    web,
-)
+from api_service import routes_history, routes_targets, web
 from api_service.errors import install_error_handlers
 from api_service.ops import routes as ops
 from api_service.publisher import CommandPublisher
+from api_service.results import routes as results
 from api_service.targets import Targets
 from shared.broker import BrokerLink
 from shared.constants import Topology
@@ -72,12 +66,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ops.health_router)
     app.include_router(routes_targets.reads)
     app.include_router(routes_targets.writes)
-    app.include_router(routes_latest.router)
-    app.include_router(routes_pings.router)
+    app.include_router(results.latest_router)
+    app.include_router(results.pings_router)
     app.include_router(routes_history.router)
     app.include_router(ops.storage_router)
     app.include_router(ops.metrics_router)
     app.include_router(ops.fleet_router)
-    app.include_router(routes_traceroute.router)
+    app.include_router(results.traceroute_router)
     web.install(app)
     return app

@@ -8,9 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from api_service.errors import ErrorDetail
-from api_service.pings import Page
 from api_service.targets import LastPing, Purged, Target
-from api_service.times import iso
 
 # Unknown fields are refused so a typo ("interval") is not silently ignored;
 # strict types so "2" is not taken for a number.
@@ -175,32 +173,6 @@ class PurgedOut(BaseModel):
     @classmethod
     def of(cls, purged: Purged) -> PurgedOut:
         return cls(id=purged.id, rows_deleted=purged.rows_deleted)
-
-
-class PingOut(BaseModel):
-    ts: datetime
-    rtt_ms: float | None = Field(description="null when lost")
-    lost: bool
-    hops: int | None
-    ttl: int | None
-
-
-class PingPage(BaseModel):
-    items: list[PingOut]
-    next_cursor: str | None = Field(
-        description="pass as ?cursor= for the next page; null at the end"
-    )
-
-    @staticmethod
-    def content(page: Page) -> dict[str, object]:
-        """The JSON body, built without a model per ping (a page holds up to 10 000)."""
-        return {
-            "items": [
-                {"ts": iso(p.ts), "rtt_ms": p.rtt_ms, "lost": p.lost, "hops": p.hops, "ttl": p.ttl}
-                for p in page.items
-            ],
-            "next_cursor": page.next_cursor,
-        }
 
 
 BulkItemOut.model_rebuild()

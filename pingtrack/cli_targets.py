@@ -21,8 +21,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api_service import bulk, pings, probe
+from api_service import bulk, probe
 from api_service.publisher import CommandPublisher
+from api_service.results import pings
 from api_service.targets import Target, Targets
 from api_service.times import as_utc, iso
 from shared.broker import BrokerLink
@@ -350,8 +351,6 @@ def pings_command(
 
 
 async def _write_csv(pool: asyncpg.Pool, target_id: int, lo: datetime, hi: datetime) -> None:
-    async with pool.acquire() as conn:
-        await pings.ensure_target(conn, target_id)
-        async for chunk in pings.stream_csv(conn, target_id, lo, hi, None):
-            sys.stdout.write(chunk)
+    async for chunk in await pings.csv_chunks(pool, target_id, lo, hi):
+        sys.stdout.write(chunk)
     sys.stdout.flush()

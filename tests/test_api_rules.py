@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api_service import pings, rules
+from api_service import rules
+from api_service.results import pings
 from shared.errors import Conflict, InvalidInput
 
 

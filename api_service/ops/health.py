@@ -20,13 +20,13 @@ from typing import Any
 import aiormq
 import asyncpg
 
-from api_service.latest import STALE_INTERVALS, stale_targets_query
 from api_service.ops.ladder_health import (
     LadderHealth,
     ladder_details,
     ladder_reasons,
     read_ladder_health,
 )
+from api_service.results.latest import STALE_INTERVALS, stale_targets_query
 from api_service.times import iso_offset
 from shared.broker import BrokerLink
 from shared.constants import PROBER_EXPIRY_S, Topology

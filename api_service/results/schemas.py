@@ -1,24 +1,40 @@
-"""/results/latest and /targets/{id}/latest: the newest result of targets at a glance."""
+"""Response bodies of the result routes: raw pings and the newest result (ms on the wire)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from api_service import probe, rules
-from api_service.auth import require_reader
-from api_service.deps import PoolDep, TargetId
-from api_service.errors import ErrorOut
-from api_service.latest import STALE_INTERVALS, Detail, Latest, latest_of, latest_results
+from api_service.results.latest import STALE_INTERVALS, Detail, Latest
+from api_service.results.pings import Page
+from api_service.times import iso
 
-router = APIRouter(
-    tags=["results"],
-    dependencies=[Depends(require_reader)],
-    responses={code: {"model": ErrorOut} for code in (401, 403, 404, 422)},
-)
+
+class PingOut(BaseModel):
+    ts: datetime
+    rtt_ms: float | None = Field(description="null when lost")
+    lost: bool
+    hops: int | None
+    ttl: int | None
+
+
+class PingPage(BaseModel):
+    items: list[PingOut]
+    next_cursor: str | None = Field(
+        description="pass as ?cursor= for the next page; null at the end"
+    )
+
+    @staticmethod
+    def content(page: Page) -> dict[str, object]:
+        """The JSON body, built without a model per ping (a page holds up to 10 000)."""
+        return {
+            "items": [
+                {"ts": iso(p.ts), "rtt_ms": p.rtt_ms, "lost": p.lost, "hops": p.hops, "ttl": p.ttl}
+                for p in page.items
+            ],
+            "next_cursor": page.next_cursor,
+        }
 
 
 class DetailOut(BaseModel):
@@ -93,21 +109,3 @@ class LatestList(BaseModel):
     count: int
     stale: int = Field(description="how many of the items are stale")
     items: list[LatestOut]
-
-
-@router.get("/results/latest")
-async def all_latest(
-    pool: PoolDep,
-    state: str | None = None,
-    tag: Annotated[list[str] | None, Query(description="only targets with all these")] = None,
-) -> LatestList:
-    """The newest result of every target (live and stopped ones by default), with its
-    age and whether the target is stale."""
-    found = await latest_results(pool, rules.parse_state_filter(state), probe.parse_tags(tag))
-    items = [LatestOut.of(x) for x in found]
-    return LatestList(count=len(items), stale=sum(x.stale for x in found), items=items)
-
-
-@router.get("/targets/{target_id}/latest")
-async def one_latest(target_id: TargetId, pool: PoolDep) -> LatestOut:
-    return LatestOut.of(await latest_of(pool, target_id))

@@ -204,6 +204,28 @@ async def latest(
     return [_ping(row) for row in reversed(rows)]
 
 
+async def csv_chunks(
+    pool: asyncpg.Pool,
+    target_id: int,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    cursor: str | None = None,
+) -> AsyncIterator[str]:
+    """The CSV of the whole range (after `cursor`), once everything that can refuse the
+    request (range, cursor, target) has been checked: a stream cannot fail with a 4xx."""
+    lo, hi = time_range(start, end)
+    after = None if cursor is None else decode_cursor(cursor, target_id)
+    async with pool.acquire() as conn:
+        await ensure_target(conn, target_id)
+
+    async def chunks() -> AsyncIterator[str]:
+        async with pool.acquire() as conn:
+            async for chunk in stream_csv(conn, target_id, lo, hi, after):
+                yield chunk
+
+    return chunks()
+
+
 async def stream_csv(
     conn: asyncpg.Connection, target_id: int, lo: datetime, hi: datetime, after: datetime | None
 ) -> AsyncIterator[str]:
