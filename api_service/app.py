@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 import asyncpg
 from fastapi import FastAPI
 
-from api_service import routes_history, routes_targets, web
+from api_service import routes_targets, web
 from api_service.errors import install_error_handlers
+from api_service.history import routes as history
 from api_service.ops import routes as ops
 from api_service.publisher import CommandPublisher
 from api_service.results import routes as results
@@ -68,7 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_targets.writes)
     app.include_router(results.latest_router)
     app.include_router(results.pings_router)
-    app.include_router(routes_history.router)
+    app.include_router(history.router)
     app.include_router(ops.storage_router)
     app.include_router(ops.metrics_router)
     app.include_router(ops.fleet_router)

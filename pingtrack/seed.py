@@ -24,7 +24,7 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 
-from api_service.history import load_ladder
+from api_service.history.scope import load_ladder
 from pingtrack.seed_model import HOUR_US, History, Pieces, Planted, Shape, Upper, generate
 from shared.errors import InvalidInput
 

@@ -9,8 +9,8 @@ import asyncpg
 import httpx
 import pytest
 
-from api_service import events as ev
-from api_service import stats as st
+from api_service.history import events as ev
+from api_service.history import stats as st
 from pingtrack.seed import SeedOptions, SeedReport, seed_history
 from shared.settings import Settings
 from tests.api_client import api_client

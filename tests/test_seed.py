@@ -8,7 +8,7 @@ import asyncpg
 import numpy as np
 import pytest
 
-from api_service import series as sr
+from api_service.history import series as sr
 from pingtrack.seed import SeedOptions, SeedReport, binary_copy, seed_history
 from pingtrack.seed_model import HOUR_US, generate
 

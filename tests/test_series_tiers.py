@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api_service import buckets as bk
-from api_service.tier_choice import (
+from api_service.history import buckets as bk
+from api_service.history.tier_choice import (
     HOUR,
     ORIGIN,
     LadderSpec,

@@ -14,7 +14,7 @@ from fractions import Fraction
 
 import asyncpg
 
-from api_service.event_rules import (
+from api_service.history.event_detection import (
     ADDRESS_CHANGE,
     LATENCY_SHIFT,
     Event,
@@ -23,8 +23,8 @@ from api_service.event_rules import (
     address_changes,
     detect,
 )
-from api_service.history import dirty_from, load_ladder, resolve_range, target_info
-from api_service.tier_choice import (
+from api_service.history.scope import dirty_from, load_ladder, resolve_range, target_info
+from api_service.history.tier_choice import (
     ORIGIN,
     US,
     LadderSpec,
@@ -68,6 +68,13 @@ class SegmentPage:
     level: int
     rows: list[dict[str, object]]
     next_from: datetime | None  # more segments start at or after this
+
+    def content(self) -> dict[str, object]:
+        return {
+            "level": self.level,
+            "segments": self.rows,
+            "next_from": None if self.next_from is None else iso(self.next_from),
+        }
 
 
 def _segment_out(r: asyncpg.Record) -> dict[str, object]:

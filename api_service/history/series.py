@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from api_service import buckets as bk
-from api_service.history import dirty_from, load_ladder, resolve_range, target_info
-from api_service.tier_choice import (
+from api_service.history import buckets as bk
+from api_service.history.scope import dirty_from, load_ladder, resolve_range, target_info
+from api_service.history.tier_choice import (
     HOUR,
     HOURLY,
     ORIGIN,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from api_service.tier_choice import Grid
+from api_service.history.tier_choice import Grid
 
 
 @dataclass(slots=True)

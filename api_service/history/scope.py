@@ -1,4 +1,5 @@
-"""What every history read needs first: the range, the target, the ladder's shape."""
+"""What every history read needs first: the range, the target, the ladder's shape,
+and where the rolled-up tiers stop (the hours the ladder has not rolled up yet)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from api_service.tier_choice import LadderSpec, LevelSpec
+from api_service.history.tier_choice import LadderSpec, LevelSpec
 from api_service.times import EPOCH, as_utc, iso
 from shared.errors import InvalidInput, NotFound
 

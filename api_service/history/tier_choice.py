@@ -97,7 +97,7 @@ class Grid:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class SeriesPlan:
     tier: str
     grid: Grid
 
@@ -174,13 +174,13 @@ def plan_series(
     ladder: LadderSpec,
     interval: timedelta,
     first_data: datetime | None = None,
-) -> Plan:
+) -> SeriesPlan:
     grid = nice_grid(lo, hi, points)
     clipped = lo if first_data is None else min(max(lo, first_data), hi)
     tier = choose_tier(clipped, hi, grid.width, now=now, ladder=ladder, interval=interval)
     if tier == HOURLY and grid.width < HOUR:
         grid = grid_for(lo, hi, HOUR)
-    return Plan(tier, grid)
+    return SeriesPlan(tier, grid)
 
 
 def level_pieces(

@@ -8,13 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
-from api_service import events as ev
-from api_service import series as sr
-from api_service import stats as st
 from api_service.auth import require_reader
 from api_service.deps import PoolDep, TargetId
 from api_service.errors import ErrorOut
-from api_service.times import iso
+from api_service.history import events as ev
+from api_service.history import series as sr
+from api_service.history import stats as st
 
 router = APIRouter(
     tags=["history"],
@@ -58,13 +57,7 @@ async def get_segments(
 ) -> JSONResponse:
     """Segments of one level overlapping [from, to); `next_from` when more remain."""
     page = await ev.segments(pool, target_id, start, end, level, limit)
-    return JSONResponse(
-        {
-            "level": page.level,
-            "segments": page.rows,
-            "next_from": None if page.next_from is None else iso(page.next_from),
-        }
-    )
+    return JSONResponse(page.content())
 
 
 @router.get("/targets/{target_id}/events")

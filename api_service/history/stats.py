@@ -8,7 +8,7 @@ edge are not counted), and percentiles, loss runs, availability and hop
 changes from the segments, each stretch of the range read from the finest
 level still kept there (tier_choice.level_pieces), taking each answered
 segment as `count` pings at its mean (off by at most that level's tolerance,
-since every ping lies inside its segment's envelope).
+since every ping lies inside its segment's envelope; segment_figures.py, pure).
 
 Those segment figures are reduced in the database, so a month of level 1
 (~18 000 segments) leaves PostgreSQL as a few hundred rows: the means
@@ -31,10 +31,16 @@ from datetime import UTC, datetime
 
 import asyncpg
 import numpy as np
-import numpy.typing as npt
 
-from api_service.history import load_ladder, resolve_range, target_info
-from api_service.tier_choice import (
+from api_service.history.scope import load_ladder, resolve_range, target_info
+from api_service.history.segment_figures import (
+    OUTAGE_PINGS,
+    SegmentFigures,
+    run_figures,
+    segment_figures,
+    weighted_percentiles,
+)
+from api_service.history.tier_choice import (
     HOUR,
     HOURLY,
     RAW,
@@ -45,7 +51,6 @@ from api_service.tier_choice import (
 )
 from api_service.times import iso
 
-OUTAGE_PINGS = 3
 # Exact percentiles sort every ping: a few hours at 1 Hz stay within ~50 ms.
 RAW_STATS_BUDGET = 14_400
 
@@ -114,59 +119,6 @@ _FIGURES_SQL = f"""
     ORDER BY kind, n, ts"""
 
 Pieces = list[tuple[LevelSpec, datetime, datetime]]
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentFigures:
-    p50_us: float | None
-    p95_us: float | None
-    p99_us: float | None
-    hop_changes: int
-    loss_runs: int
-    outage_pings: int
-
-
-def weighted_percentiles(
-    means: npt.NDArray[np.float64], weights: npt.NDArray[np.int64]
-) -> list[float | None]:
-    """p50, p95, p99: the smallest mean below which at least q of the weight lies. Pure."""
-    order = np.argsort(means, kind="stable")
-    cum = np.cumsum(weights[order])
-    if not len(cum):
-        return [None, None, None]
-    at = np.searchsorted(cum, np.array([0.5, 0.95, 0.99]) * cum[-1], side="left")
-    return [float(means[order][min(i, len(cum) - 1)]) for i in at]
-
-
-def run_figures(lost: npt.NDArray[np.int64], hops: npt.NDArray[np.int64]) -> tuple[int, int, int]:
-    """(hop changes, loss runs, outage pings) of time-ordered segments (hops -1 for none). Pure.
-
-    A loss run is a run of lost segments back to back; hop changes are
-    counted between successive answered segments.
-    """
-    answered = lost == 0
-    seen = hops[answered]
-    is_lost = ~answered
-    starts = is_lost & ~np.concatenate([[False], is_lost[:-1]])
-    run_sizes = np.bincount(np.cumsum(starts)[is_lost], weights=lost[is_lost])[1:]
-    return (
-        int(np.count_nonzero(seen[1:] != seen[:-1])),
-        int(starts.sum()),
-        int(run_sizes[run_sizes >= OUTAGE_PINGS].sum()),
-    )
-
-
-def segment_figures(
-    count: npt.NDArray[np.int64],
-    lost: npt.NDArray[np.int64],
-    sum_us: npt.NDArray[np.float64],
-    hops: npt.NDArray[np.int64],
-) -> SegmentFigures:
-    """Figures of time-ordered segments (hops -1 for none), each answered one
-    taken as `count` pings at its mean. Pure."""
-    answered = lost == 0
-    p50, p95, p99 = weighted_percentiles(sum_us[answered] / count[answered], count[answered])
-    return SegmentFigures(p50, p95, p99, *run_figures(lost, hops))
 
 
 async def exact_segment_figures(
