@@ -9,13 +9,14 @@ from contextlib import asynccontextmanager
 import asyncpg
 from fastapi import FastAPI
 
-from api_service import routes_targets, web
+from api_service import web
 from api_service.errors import install_error_handlers
 from api_service.history import routes as history
 from api_service.ops import routes as ops
-from api_service.publisher import CommandPublisher
 from api_service.results import routes as results
-from api_service.targets import Targets
+from api_service.targets import routes as targets
+from api_service.targets.publisher import CommandPublisher
+from api_service.targets.service import Targets
 from shared.broker import BrokerLink
 from shared.constants import Topology
 from shared.db import TRANSIENT_DB_ERRORS, create_pool
@@ -65,8 +66,8 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     # In this order: it is the order of the paths in the OpenAPI document.
     app.include_router(ops.health_router)
-    app.include_router(routes_targets.reads)
-    app.include_router(routes_targets.writes)
+    app.include_router(targets.reads)
+    app.include_router(targets.writes)
     app.include_router(results.latest_router)
     app.include_router(results.pings_router)
     app.include_router(history.router)

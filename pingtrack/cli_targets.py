@@ -21,10 +21,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api_service import bulk, probe
-from api_service.publisher import CommandPublisher
 from api_service.results import pings
-from api_service.targets import Target, Targets
+from api_service.targets import bulk, drafts
+from api_service.targets.publisher import CommandPublisher
+from api_service.targets.service import Target, Targets
 from api_service.times import as_utc, iso
 from shared.broker import BrokerLink
 from shared.constants import Topology
@@ -233,7 +233,7 @@ def list_targets(
 ) -> None:
     """Targets with their state and last result (deleted ones only when asked);
     --tag keeps those carrying every given tag."""
-    targets = _call(lambda s: s.targets.list(state, probe.parse_tags(tags)))
+    targets = _call(lambda s: s.targets.list(state, drafts.parse_tags(tags)))
     now = datetime.now(UTC)
     table = Table("id", "probes", "name", "state", "interval", "last ping", "rtt")
     for target in targets:

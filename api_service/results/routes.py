@@ -8,7 +8,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from api_service import probe, rules
 from api_service.auth import require_admin, require_reader
 from api_service.deps import PoolDep, TargetId
 from api_service.errors import ErrorOut
@@ -16,6 +15,8 @@ from api_service.results import pings
 from api_service.results.latest import latest_of, latest_results
 from api_service.results.schemas import LatestList, LatestOut, PingPage
 from api_service.results.traceroute import TracerouteFailed, latest_trace, trace_target
+from api_service.targets.drafts import parse_tags
+from api_service.targets.states import parse_state_filter
 
 _READ_ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (401, 403, 404, 422)
@@ -40,7 +41,7 @@ async def all_latest(
 ) -> LatestList:
     """The newest result of every target (live and stopped ones by default), with its
     age and whether the target is stale."""
-    found = await latest_results(pool, rules.parse_state_filter(state), probe.parse_tags(tag))
+    found = await latest_results(pool, parse_state_filter(state), parse_tags(tag))
     items = [LatestOut.of(x) for x in found]
     return LatestList(count=len(items), stale=sum(x.stale for x in found), items=items)
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from api_service.errors import ErrorDetail
-from api_service.targets import LastPing, Purged, Target
+from api_service.targets.service import LastPing, Purged, Target
 
 # Unknown fields are refused so a typo ("interval") is not silently ignored;
 # strict types so "2" is not taken for a number.

@@ -2,8 +2,8 @@
 
 Pure checks shared by the REST routes, bulk creation and the targets file, so
 every way in refuses the same input with the same message. Values come back
-normalised (hostnames lower-case ASCII, tags sorted), so comparing a stored
-target with a normalised request tells exactly what changes.
+normalised (addresses in their short form, hostnames lower-case ASCII), so
+comparing a stored target with a normalised request tells exactly what changes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from api_service import rules
 from shared.codec import FAMILIES, PROBE_KINDS
 from shared.errors import InvalidInput
 
@@ -21,11 +20,8 @@ HTTP_METHODS = ("GET", "HEAD")
 MAX_HOSTNAME_LENGTH = 253
 MAX_URL_LENGTH = 2048
 MAX_EXPECT_BODY_LENGTH = 1024
-MAX_TAGS = 32
-MAX_TAG_LENGTH = 64
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/=+-]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +49,34 @@ class Probe:
         if self.family != "any":
             where += f" ({self.family})"
         return f"tcp {where} port {self.port}" if self.kind == "tcp" else where
+
+
+def parse_address(raw: str) -> str:
+    """Normalise a literal IPv4/IPv6 address; refuse names and non-unicast ones."""
+    text = raw.strip()
+    if not text:
+        raise InvalidInput("address is empty: give a literal IPv4 or IPv6 address")
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise InvalidInput(
+            f"address {raw!r} is not a literal IPv4 or IPv6 address (a host name goes in hostname)"
+        ) from None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.scope_id is not None:
+            raise InvalidInput(
+                f"address {raw!r} has a scope id; scoped addresses are not supported"
+            )
+        # ::ffff:a.b.c.d is an IPv4 host; track it as one.
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+    if address.is_unspecified:
+        raise InvalidInput(f"address {raw!r} is the unspecified address")
+    if address.is_multicast:
+        raise InvalidInput(f"address {raw!r} is a multicast address")
+    if address == ipaddress.IPv4Address("255.255.255.255"):
+        raise InvalidInput(f"address {raw!r} is the broadcast address")
+    return str(address)
 
 
 def parse_hostname(raw: str) -> str:
@@ -100,7 +124,7 @@ def parse_url(raw: str) -> str:
     if not parts.hostname:
         raise InvalidInput(f"url {raw!r} has no host")
     try:
-        host = rules.parse_address(parts.hostname)
+        host = parse_address(parts.hostname)
         netloc = f"[{host}]" if ":" in host else host
     except InvalidInput:
         netloc = parse_hostname(parts.hostname)
@@ -113,23 +137,6 @@ def parse_port(port: int) -> int:
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise InvalidInput(f"port must be between 1 and 65535, got {port!r}")
     return port
-
-
-def parse_tags(tags: list[str] | None) -> list[str]:
-    """Tags as a sorted list without duplicates."""
-    if not tags:
-        return []
-    clean = set()
-    for tag in tags:
-        if not isinstance(tag, str) or not _TAG.match(tag) or len(tag) > MAX_TAG_LENGTH:
-            raise InvalidInput(
-                f"tag {tag!r} is not valid: 1-{MAX_TAG_LENGTH} characters, letters, digits"
-                " and _.:/=+- (starting with a letter or digit)"
-            )
-        clean.add(tag)
-    if len(clean) > MAX_TAGS:
-        raise InvalidInput(f"a target has at most {MAX_TAGS} tags, got {len(clean)}")
-    return sorted(clean)
 
 
 def parse_probe(
@@ -172,7 +179,7 @@ def parse_probe(
         raise InvalidInput("family applies to hostnames only; an address has its own family")
     return Probe(
         kind=kind,
-        address=None if address is None else rules.parse_address(address),
+        address=None if address is None else parse_address(address),
         hostname=None if hostname is None else parse_hostname(hostname),
         port=None if port is None else parse_port(port),
         family=family or "any",

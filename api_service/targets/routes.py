@@ -7,12 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import ValidationError
 
-from api_service import bulk, drafts, probe
 from api_service.auth import require_admin, require_reader
 from api_service.deps import PoolDep, PublisherDep, SettingsDep, TargetId, TargetsDep
-from api_service.drafts import Draft
 from api_service.errors import ErrorDetail, ErrorOut, describe_validation
-from api_service.schemas import (
+from api_service.targets import bulk, drafts
+from api_service.targets.drafts import Draft
+from api_service.targets.schemas import (
     BulkCreate,
     BulkItemOut,
     BulkOut,
@@ -89,7 +89,7 @@ async def list_targets(
 ) -> TargetList:
     """Live and stopped targets by default; `state=deleted` or `state=all` shows deleted ones;
     `tag=a&tag=b` keeps those carrying both tags."""
-    tags = probe.parse_tags(tag or [])
+    tags = drafts.parse_tags(tag or [])
     return TargetList(items=[TargetOut.of(t) for t in await targets.list(state, tags)])
 
 

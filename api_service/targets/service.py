@@ -14,10 +14,10 @@ from typing import Any
 
 import asyncpg
 
-from api_service import drafts, rules
-from api_service.drafts import Draft
-from api_service.probe import Probe
-from api_service.publisher import CommandPublisher
+from api_service.targets import drafts, states
+from api_service.targets.drafts import Draft
+from api_service.targets.probe import Probe
+from api_service.targets.publisher import CommandPublisher
 from shared.codec import TargetSpec
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.settings import Settings
@@ -231,10 +231,10 @@ class Targets:
         return await self._committed(target_of(row))
 
     async def list(self, state: str | None = None, tags: Sequence[str] = ()) -> list[Target]:
-        """Targets in `state` (see rules.parse_state_filter) carrying every one of `tags`."""
-        states = rules.parse_state_filter(state)
+        """Targets in `state` (see states.parse_state_filter) carrying every one of `tags`."""
+        shown = states.parse_state_filter(state)
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(_SELECT_MANY, list(states), list(tags))
+            rows = await conn.fetch(_SELECT_MANY, list(shown), list(tags))
         return [target_of(row) for row in rows]
 
     async def get(self, target_id: int) -> Target:
@@ -301,7 +301,7 @@ class Targets:
             )
             if current is None:
                 raise NotFound(f"target {target_id} does not exist")
-            state = rules.next_state(action, current, target_id)
+            state = states.next_state(action, current, target_id)
             if state is None:
                 row = await conn.fetchrow(_SELECT_ONE, target_id)
             else:

@@ -2,19 +2,29 @@
 
 One function builds a draft from the fields of a request or a targets-file
 entry, another applies a change to a stored target's draft; both run every
-check again, so no combination can slip in through a partial update.
+check again, so no combination can slip in through a partial update. What is
+probed is checked by probe.py; name, interval, timeout and tags here. Values
+come back normalised (tags sorted, names trimmed).
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from api_service import probe, rules
-from api_service.probe import Probe
+from api_service.targets import probe
+from api_service.targets.probe import Probe
 from shared.errors import InvalidInput
-from shared.settings import MIN_INTERVAL_S, Settings
+from shared.settings import (
+    MAX_INTERVAL_S,
+    MAX_TIMEOUT_S,
+    MIN_INTERVAL_S,
+    MIN_TIMEOUT_S,
+    Settings,
+)
 
 PROBE_FIELDS = (
     "kind",
@@ -28,6 +38,11 @@ PROBE_FIELDS = (
     "expect_body",
 )
 FIELDS = ("name", *PROBE_FIELDS, "interval_s", "timeout_s", "tags")
+MAX_NAME_LENGTH = 200
+MAX_TAGS = 32
+MAX_TAG_LENGTH = 64
+
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/=+-]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +73,54 @@ class Draft:
         return out
 
 
+def _check_range(what: str, value: float, lo: float, hi: float) -> None:
+    # Written so that NaN fails too.
+    if not (isinstance(value, int | float) and math.isfinite(value) and lo <= value <= hi):
+        raise InvalidInput(f"{what} must be between {lo:g} and {hi:g} seconds, got {value!r}")
+
+
+def interval_ms(interval_s: float, minimum_s: float = MIN_INTERVAL_S, kind: str = "") -> int:
+    """Milliseconds between probes; `minimum_s` is the floor of the probe kind."""
+    _check_range("interval_s", interval_s, MIN_INTERVAL_S, MAX_INTERVAL_S)
+    if interval_s < minimum_s:
+        raise InvalidInput(
+            f"interval_s of {kind} targets must be at least {minimum_s:g} seconds,"
+            f" got {interval_s!r}"
+        )
+    return round(interval_s * 1000)
+
+
+def timeout_ms(timeout_s: float) -> int:
+    _check_range("timeout_s", timeout_s, MIN_TIMEOUT_S, MAX_TIMEOUT_S)
+    return round(timeout_s * 1000)
+
+
+def clean_name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    name = name.strip()
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"name is longer than {MAX_NAME_LENGTH} characters")
+    return name or None
+
+
+def parse_tags(tags: list[str] | None) -> list[str]:
+    """Tags as a sorted list without duplicates."""
+    if not tags:
+        return []
+    clean = set()
+    for tag in tags:
+        if not isinstance(tag, str) or not _TAG.match(tag) or len(tag) > MAX_TAG_LENGTH:
+            raise InvalidInput(
+                f"tag {tag!r} is not valid: 1-{MAX_TAG_LENGTH} characters, letters, digits"
+                " and _.:/=+- (starting with a letter or digit)"
+            )
+        clean.add(tag)
+    if len(clean) > MAX_TAGS:
+        raise InvalidInput(f"a target has at most {MAX_TAGS} tags, got {len(clean)}")
+    return sorted(clean)
+
+
 def _probe_of(fields: Mapping[str, Any]) -> Probe:
     given = {k: fields[k] for k in PROBE_FIELDS if fields.get(k) is not None}
     return probe.parse_probe(**given)
@@ -65,7 +128,7 @@ def _probe_of(fields: Mapping[str, Any]) -> Probe:
 
 def _interval(kind: str, interval_s: Any, settings: Settings) -> int:
     floor = {"tcp": settings.min_tcp_interval_s, "http": settings.min_http_interval_s}
-    return rules.interval_ms(interval_s, floor.get(kind, MIN_INTERVAL_S), kind)
+    return interval_ms(interval_s, floor.get(kind, MIN_INTERVAL_S), kind)
 
 
 def draft(fields: Mapping[str, Any], settings: Settings) -> Draft:
@@ -81,10 +144,10 @@ def draft(fields: Mapping[str, Any], settings: Settings) -> Draft:
         timeout_s = settings.default_http_timeout_s if http else settings.default_timeout_s
     return Draft(
         probe=p,
-        name=rules.clean_name(fields.get("name")),
+        name=clean_name(fields.get("name")),
         interval_ms=_interval(p.kind, 1.0 if interval_s is None else interval_s, settings),
-        timeout_ms=rules.timeout_ms(timeout_s),
-        tags=tuple(probe.parse_tags(fields.get("tags"))),
+        timeout_ms=timeout_ms(timeout_s),
+        tags=tuple(parse_tags(fields.get("tags"))),
     )
 
 
@@ -115,8 +178,8 @@ def changed(current: Draft, changes: Mapping[str, Any], settings: Settings) -> D
     return replace(
         current,
         probe=p,
-        name=rules.clean_name(fields.get("name")),
+        name=clean_name(fields.get("name")),
         interval_ms=_interval(p.kind, fields["interval_s"], settings),
-        timeout_ms=rules.timeout_ms(fields["timeout_s"]),
-        tags=tuple(probe.parse_tags(fields.get("tags"))),
+        timeout_ms=timeout_ms(fields["timeout_s"]),
+        tags=tuple(parse_tags(fields.get("tags"))),
     )

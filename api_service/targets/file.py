@@ -23,10 +23,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from api_service import drafts
-from api_service.drafts import Draft
-from api_service.schemas import TargetCreate
-from api_service.targets import Target
+from api_service.targets import drafts
+from api_service.targets.drafts import Draft
+from api_service.targets.schemas import TargetCreate
+from api_service.targets.service import Target
 from shared.errors import InvalidInput
 from shared.settings import Settings
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from api_service import probe, rules
-from api_service.drafts import Draft
-from api_service.publisher import CommandPublisher
-from api_service.targets import (
+from api_service.targets import drafts, states
+from api_service.targets.drafts import Draft
+from api_service.targets.publisher import CommandPublisher
+from api_service.targets.service import (
     DRAFT_COLUMNS,
     Target,
     conflict,
@@ -131,10 +131,10 @@ async def transition_by_tags(
     """Pause or resume every target carrying all `tags`; the ids that changed."""
     if action not in ("pause", "resume"):
         raise InvalidInput(f"only pause and resume work by tag, not {action}")
-    wanted = probe.parse_tags(list(tags))
+    wanted = drafts.parse_tags(list(tags))
     if not wanted:
         raise InvalidInput(f"give at least one ?tag= to {action} by tag")
-    sources, state = rules.transition(action)
+    sources, state = states.transition(action)
     rows = await pool.fetch(
         with_last_ping(
             "changed",

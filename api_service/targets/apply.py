@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from api_service import bulk
-from api_service.targets import Target, Targets
-from api_service.targets_file import Entry, FileInvalid, effective_name, entry_fields
+from api_service.targets import bulk
+from api_service.targets.file import Entry, FileInvalid, effective_name, entry_fields
+from api_service.targets.service import Target, Targets
 from shared.errors import Conflict
 
 
