@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _calibration import print_header_async
 
-from api_service.ops.projection import Figure, Figures, Ladder, project
-from api_service.ops.storage import load_ladder
+from api_service.ops.projection import Figure, Figures, days, project
+from shared.ladder import Ladder, load_ladder
 from shared.migrate import create_database_if_missing, migrate
 from shared.settings import Settings
 from tests.egress_guard import ensure_guarded
@@ -335,7 +335,7 @@ def _mixed_packed_cost(
 ) -> float:
     """B/segment of the packed levels for a fleet mix, weighted by the segments kept."""
     weights = {
-        (k, lv.level): w * density[k][lv.level] * lv.retention_days
+        (k, lv.level): w * density[k][lv.level] * days(lv.retention)
         for k, w in mix.items()
         for lv in ladder.levels
         if lv.packed and lv.level in packed[k]
@@ -355,16 +355,16 @@ async def projections(
     variants = {
         "default ladder": ladder,
         "nothing packed (every segment a row)": replace(
-            ladder, levels=[replace(lv, packed=False) for lv in ladder.levels]
+            ladder, levels=tuple(replace(lv, packed=False) for lv in ladder.levels)
         ),
         "level 1 kept as long as raw": replace(
             ladder,
-            levels=[
-                replace(lv, retention_days=min(lv.retention_days, ladder.raw_retention_days))
+            levels=tuple(
+                replace(lv, retention=min(lv.retention, ladder.raw_retention))
                 if lv.level == 1
                 else lv
                 for lv in ladder.levels
-            ],
+            ),
         ),
     }
     shapes = {

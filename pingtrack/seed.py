@@ -24,9 +24,9 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 
-from api_service.history.scope import load_ladder
 from pingtrack.seed_model import HOUR_US, History, Pieces, Planted, Shape, Upper, generate
 from shared.errors import InvalidInput
+from shared.ladder import load_ladder
 
 log = logging.getLogger(__name__)
 
@@ -200,10 +200,10 @@ async def seed_history(
     level1, *upper = ladder.levels
     shape = Shape(
         abs_tolerance_us=level1.abs_tolerance_us,
-        rel_tolerance=level1.rel_tolerance,
+        rel_tolerance=float(level1.rel_tolerance),
         upper=tuple(
-            Upper(lv.span // timedelta(microseconds=1), lv.abs_tolerance_us, lv.rel_tolerance,
-                  keep=0.05 / 5**i)
+            Upper(lv.max_span // timedelta(microseconds=1), lv.abs_tolerance_us,
+                  float(lv.rel_tolerance), keep=0.05 / 5**i)
             for i, lv in enumerate(upper)
         ),
     )  # fmt: skip

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
+from fractions import Fraction
 
 import pytest
 
@@ -13,19 +15,25 @@ from api_service.ops.projection import (
     YEAR_DAYS,
     Figure,
     Figures,
-    Ladder,
-    LevelConfig,
     TierNow,
     figures_from,
+    ladder_content,
     project,
 )
 from shared.errors import InvalidInput
+from shared.ladder import Ladder, Level
+
+
+def _level(level: int, span_s: int, days: int, packed: bool = False) -> Level:
+    """A level as the projection sees it: tolerances play no part in it."""
+    return Level(level, timedelta(seconds=span_s), timedelta(days=days), 0, Fraction(0), packed)
+
 
 LADDER = Ladder(
-    levels=[LevelConfig(1, 3600, 90), LevelConfig(2, 86400, 1825)],
-    pack_after_days=1,
-    raw_retention_days=14,
-    hourly_retention_days=1825,
+    levels=(_level(1, 3600, 90), _level(2, 86400, 1825)),
+    raw_retention=timedelta(days=14),
+    hourly_retention=timedelta(days=1825),
+    pack_after=timedelta(days=1),
 )
 FIGURES = Figures(
     raw_row_bytes_per_ping=Figure(84, "default"),
@@ -60,12 +68,7 @@ def test_a_segment_level_costs_at_least_one_row_per_block() -> None:
 
 
 def test_packed_level_costs_rows_for_its_open_block_and_packed_for_the_rest() -> None:
-    packed = Ladder(
-        levels=[LevelConfig(1, 3600, 90), LevelConfig(2, 86400, 1825, packed=True)],
-        pack_after_days=1,
-        raw_retention_days=14,
-        hourly_retention_days=1825,
-    )
+    packed = replace(LADDER, levels=(_level(1, 3600, 90), _level(2, 86400, 1825, packed=True)))
     figures = replace(FIGURES, packed_segment_bytes=Figure(30, "default"))
     by = {t.tier: t for t in project(packed, figures, targets=300, interval_s=1, years=5).tiers}
     per_day = 300 * DAY_S * 0.001
@@ -76,7 +79,7 @@ def test_packed_level_costs_rows_for_its_open_block_and_packed_for_the_rest() ->
 
 
 def test_a_packed_level_of_hour_blocks_keeps_its_open_day_as_rows() -> None:
-    packed = replace(LADDER, levels=[LevelConfig(1, 3600, 90, packed=True), LADDER.levels[1]])
+    packed = replace(LADDER, levels=(_level(1, 3600, 90, packed=True), LADDER.levels[1]))
     figures = replace(FIGURES, packed_segment_bytes=Figure(30, "default"))
     by = {t.tier: t for t in project(packed, figures, targets=300, interval_s=1, years=5).tiers}
     per_day = 300 * DAY_S * 0.01
@@ -129,3 +132,15 @@ def test_costs_of_a_nearly_empty_database_are_the_defaults() -> None:
     figures = figures_from(_measured(MIN_MEASURED - 1, 10), LADDER.levels)
     assert figures.raw_row_bytes_per_ping == Figure(DEFAULT_BYTES_PER_ROW["raw_rows"], "default")
     assert {f.source for f in figures.segments_per_ping.values()} == {"default"}
+
+
+def test_storage_shows_the_ladder_in_seconds_and_days() -> None:
+    assert ladder_content(LADDER) == {
+        "levels": [
+            {"level": 1, "max_span_s": 3600.0, "retention_days": 90.0, "packed": False},
+            {"level": 2, "max_span_s": 86400.0, "retention_days": 1825.0, "packed": False},
+        ],
+        "pack_after_days": 1.0,
+        "raw_retention_days": 14.0,
+        "hourly_retention_days": 1825.0,
+    }

@@ -17,7 +17,7 @@ from shared.ladder import (
     ROUND_SQL,
     cron_job_name,
     cron_unavailable_reason,
-    load_levels,
+    load_ladder,
     schedule_ladder,
     unschedule_ladder,
 )
@@ -111,8 +111,8 @@ async def segments_of(conn: asyncpg.Connection, target: int, level: int) -> list
 
 
 async def ladder_of(conn: asyncpg.Connection, target: int) -> list[list[Segment]]:
-    levels = await load_levels(conn)
-    return [await segments_of(conn, target, lv.level) for lv in levels]
+    ladder = await load_ladder(conn)
+    return [await segments_of(conn, target, lv.level) for lv in ladder.levels]
 
 
 async def hourly_of(conn: asyncpg.Connection, target: int) -> list[tuple[object, ...]]:
@@ -133,7 +133,7 @@ def tolerances(database_url: str) -> list[Tolerance]:
         conn = await asyncpg.connect(database_url)
         try:
             await conn.execute("SELECT ensure_ping_partitions(current_date - 130, current_date)")
-            return [lv.tolerance() for lv in await load_levels(conn)]
+            return [lv.tolerance() for lv in (await load_ladder(conn)).levels]
         finally:
             await conn.close()
 

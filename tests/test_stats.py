@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from api_service.history import stats as st
-from api_service.history.scope import load_ladder
 from api_service.history.tier_choice import level_pieces
+from shared.ladder import load_ladder
 from shared.settings import Settings
 from tests.api_client import api_client
 from tests.history_data import (

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from fractions import Fraction
 
 import asyncpg
 
@@ -23,19 +22,17 @@ from api_service.history.event_detection import (
     address_changes,
     detect,
 )
-from api_service.history.scope import dirty_from, load_ladder, resolve_range, target_info
+from api_service.history.scope import dirty_from, resolve_range, target_info
 from api_service.history.tier_choice import (
     ORIGIN,
     US,
-    LadderSpec,
-    LevelSpec,
     level_pieces,
-    level_tier,
     tail_start,
 )
 from api_service.times import iso
 from shared.errors import InvalidInput, NotFound
-from shared.segments import ORIGIN_US, Ping, Tolerance, max_gap_us, segment_pings
+from shared.ladder import Ladder, Level, load_ladder
+from shared.segments import ORIGIN_US, Ping, max_gap_us, segment_pings
 
 MAX_SEGMENTS = 10_000
 # A latency level must hold this long to be a shift rather than a spike.
@@ -92,7 +89,7 @@ def _segment_out(r: asyncpg.Record) -> dict[str, object]:
     }
 
 
-def _level(ladder: LadderSpec, level: int) -> LevelSpec:
+def _level(ladder: Ladder, level: int) -> Level:
     spec = next((lv for lv in ladder.levels if lv.level == level), None)
     if spec is None:
         known = ", ".join(str(lv.level) for lv in ladder.levels)
@@ -113,7 +110,9 @@ async def segments(
     async with pool.acquire() as conn:
         await target_info(conn, target_id)
         spec = _level(await load_ladder(conn), level)
-        rows = await conn.fetch(_SEGMENTS_SQL, target_id, level, lo - spec.span, hi, lo, limit + 1)
+        rows = await conn.fetch(
+            _SEGMENTS_SQL, target_id, level, lo - spec.max_span, hi, lo, limit + 1
+        )
     more = len(rows) > limit
     return SegmentPage(
         level, [_segment_out(r) for r in rows[:limit]], rows[limit]["start_ts"] if more else None
@@ -149,8 +148,8 @@ def _event_out(e: Event) -> dict[str, object]:
     return out
 
 
-def rules_of(level1: LevelSpec) -> Rules:
-    return Rules(level1.abs_tolerance_us, level1.rel_tolerance, MIN_PLATEAU // US)
+def rules_of(level1: Level) -> Rules:
+    return Rules(level1.abs_tolerance_us, float(level1.rel_tolerance), MIN_PLATEAU // US)
 
 
 async def _raw_tail(
@@ -158,17 +157,13 @@ async def _raw_tail(
     target_id: int,
     lo: datetime,
     hi: datetime,
-    level1: LevelSpec,
+    level1: Level,
     interval: timedelta,
 ) -> list[Seg]:
     rows = await conn.fetch(
         "SELECT ts, rtt_us, ttl, hops FROM raw_pings($1, $2, $3)", target_id, lo, hi
     )
-    tol = Tolerance(
-        level1.abs_tolerance_us,
-        Fraction(level1.rel_tolerance).limit_denominator(10_000),
-        level1.span // US,
-    )
+    tol = level1.tolerance()
     pings = (Ping(ORIGIN_US + _us(r["ts"]), r["rtt_us"], r["ttl"], r["hops"]) for r in rows)
     return [
         Seg(s.start_us - ORIGIN_US, s.end_us - ORIGIN_US, s.count, s.lost, s.sum_us, s.hops)
@@ -187,16 +182,14 @@ async def events(
         if not ladder.levels:
             raise NotFound("no segment levels are configured")
         pieces = level_pieces(lo, hi, now, ladder)
-        tier = "+".join(level_tier(p.level) for p, _, _ in pieces) or "none"
+        tier = "+".join(p.tier for p, _, _ in pieces) or "none"
         finest = pieces[-1][0] if pieces else ladder.levels[0]
-        tail = tail_start(
-            level_tier(finest.level), await dirty_from(conn, target_id, hi, ladder), ladder
-        )
+        tail = tail_start(finest.tier, await dirty_from(conn, target_id, hi, ladder), ladder)
         split = hi if tail is None else max(lo, min(tail, hi))
         segs: list[Seg] = []
         for spec, a, b in pieces:
             rows = await conn.fetch(
-                _SEGMENTS_SQL, target_id, spec.level, a - spec.span, min(b, split), a, None
+                _SEGMENTS_SQL, target_id, spec.level, a - spec.max_span, min(b, split), a, None
             )
             segs += [
                 Seg(

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from api_service.history.tier_choice import LadderSpec, LevelSpec
 from api_service.times import EPOCH, as_utc, iso
 from shared.errors import InvalidInput, NotFound
+from shared.ladder import Ladder
 
 DEFAULT_SPAN = timedelta(days=1)
 
@@ -48,27 +48,8 @@ async def target_info(conn: asyncpg.Connection, target_id: int) -> TargetInfo:
     return TargetInfo(row["id"], timedelta(milliseconds=row["interval_ms"]), row["created_at"])
 
 
-async def load_ladder(conn: asyncpg.Connection) -> LadderSpec:
-    levels = await conn.fetch(
-        "SELECT level, max_span, retention, abs_tolerance_us, rel_tolerance::float8 AS rel"
-        " FROM ladder_levels ORDER BY level"
-    )
-    cfg = await conn.fetchrow(
-        "SELECT raw_retention, hourly_retention, pack_after FROM ladder_settings"
-    )
-    return LadderSpec(
-        levels=tuple(
-            LevelSpec(r["level"], r["max_span"], r["retention"], r["abs_tolerance_us"], r["rel"])
-            for r in levels
-        ),
-        raw_retention=cfg["raw_retention"],
-        hourly_retention=cfg["hourly_retention"],
-        pack_after=cfg["pack_after"],
-    )
-
-
 async def dirty_from(
-    conn: asyncpg.Connection, target_id: int, hi: datetime, ladder: LadderSpec
+    conn: asyncpg.Connection, target_id: int, hi: datetime, ladder: Ladder
 ) -> datetime | None:
     """The oldest hour of the target whose pings the ladder has not rolled up yet."""
     oldest: datetime | None = await conn.fetchval(

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from api_service.history import buckets as bk
-from api_service.history.scope import dirty_from, load_ladder, resolve_range, target_info
+from api_service.history.scope import dirty_from, resolve_range, target_info
 from api_service.history.tier_choice import (
     HOUR,
     HOURLY,
@@ -21,7 +21,6 @@ from api_service.history.tier_choice import (
     SEGMENT_BUDGET,
     US,
     Grid,
-    LadderSpec,
     coarser,
     grid_for,
     plan_series,
@@ -29,6 +28,7 @@ from api_service.history.tier_choice import (
 )
 from api_service.times import iso
 from shared.errors import InvalidInput
+from shared.ladder import Ladder, load_ladder
 
 DEFAULT_POINTS = 1000
 MAX_POINTS = 5000
@@ -132,7 +132,7 @@ async def read_tier(
     conn: asyncpg.Connection,
     target_id: int,
     tier: str,
-    ladder: LadderSpec,
+    ladder: Ladder,
     grid: Grid,
     lo: datetime,
     hi: datetime,
@@ -147,7 +147,7 @@ async def read_tier(
     else:
         spec = ladder.level(tier)
         assert spec is not None, tier
-        await add_segments(conn, target_id, spec.level, spec.span, lo, hi, grid, out)
+        await add_segments(conn, target_id, spec.level, spec.max_span, lo, hi, grid, out)
 
 
 _COUNT_SQL = """SELECT count(*) FROM (
@@ -155,7 +155,7 @@ _COUNT_SQL = """SELECT count(*) FROM (
 
 
 async def _affordable(
-    conn: asyncpg.Connection, target_id: int, tier: str, ladder: LadderSpec,
+    conn: asyncpg.Connection, target_id: int, tier: str, ladder: Ladder,
     lo: datetime, hi: datetime, budget: int,
 ) -> str:  # fmt: skip
     """`tier`, or the first coarser one with at most `budget` segments in [lo, hi)."""

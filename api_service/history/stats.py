@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 import asyncpg
 import numpy as np
 
-from api_service.history.scope import load_ladder, resolve_range, target_info
+from api_service.history.scope import resolve_range, target_info
 from api_service.history.segment_figures import (
     OUTAGE_PINGS,
     SegmentFigures,
@@ -44,12 +44,12 @@ from api_service.history.tier_choice import (
     HOUR,
     HOURLY,
     RAW,
-    LevelSpec,
     align_down,
     align_up,
     level_pieces,
 )
 from api_service.times import iso
+from shared.ladder import Level, load_ladder
 
 # Exact percentiles sort every ping: a few hours at 1 Hz stay within ~50 ms.
 RAW_STATS_BUDGET = 14_400
@@ -118,7 +118,7 @@ _FIGURES_SQL = f"""
     WHERE lost <> 0 OR prev_lost IS NULL OR prev_lost <> 0 OR hops IS DISTINCT FROM prev_hops
     ORDER BY kind, n, ts"""
 
-Pieces = list[tuple[LevelSpec, datetime, datetime]]
+Pieces = list[tuple[Level, datetime, datetime]]
 
 
 async def exact_segment_figures(

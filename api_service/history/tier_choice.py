@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from shared.ladder import Ladder, Level
+
 ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 US = timedelta(microseconds=1)
 SECOND = timedelta(seconds=1)
@@ -48,30 +50,6 @@ NICE_WIDTHS = tuple(
 
 RAW = "raw"
 HOURLY = "hourly"
-
-
-def level_tier(level: int) -> str:
-    return f"segments_l{level}"
-
-
-@dataclass(frozen=True, slots=True)
-class LevelSpec:
-    level: int
-    span: timedelta
-    retention: timedelta
-    abs_tolerance_us: int
-    rel_tolerance: float
-
-
-@dataclass(frozen=True, slots=True)
-class LadderSpec:
-    levels: tuple[LevelSpec, ...]  # finest first
-    raw_retention: timedelta
-    hourly_retention: timedelta
-    pack_after: timedelta = timedelta(days=1)
-
-    def level(self, tier: str) -> LevelSpec | None:
-        return next((lv for lv in self.levels if level_tier(lv.level) == tier), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +121,7 @@ def choose_tier(
     width: timedelta,
     *,
     now: datetime,
-    ladder: LadderSpec,
+    ladder: Ladder,
     interval: timedelta,
 ) -> str:
     """The cheapest tier exact enough for buckets of `width` over [lo, hi).
@@ -161,7 +139,7 @@ def choose_tier(
         return RAW
     for spec in ladder.levels:
         if lo >= now - spec.retention:
-            return level_tier(spec.level)
+            return spec.tier
     return HOURLY
 
 
@@ -171,7 +149,7 @@ def plan_series(
     points: int,
     *,
     now: datetime,
-    ladder: LadderSpec,
+    ladder: Ladder,
     interval: timedelta,
     first_data: datetime | None = None,
 ) -> SeriesPlan:
@@ -184,18 +162,18 @@ def plan_series(
 
 
 def level_pieces(
-    lo: datetime, hi: datetime, now: datetime, ladder: LadderSpec
-) -> list[tuple[LevelSpec, datetime, datetime]]:
+    lo: datetime, hi: datetime, now: datetime, ladder: Ladder
+) -> list[tuple[Level, datetime, datetime]]:
     """[lo, hi) cut into time-ordered spans, each read from the finest level kept there.
 
     A cut falls on a block edge of the coarser level, so no segment of either
     side crosses it.
     """
-    pieces: list[tuple[LevelSpec, datetime, datetime]] = []
+    pieces: list[tuple[Level, datetime, datetime]] = []
     top = hi
     for i, spec in enumerate(ladder.levels):
         if i + 1 < len(ladder.levels):
-            start = max(lo, align_up(now - spec.retention, ladder.levels[i + 1].span))
+            start = max(lo, align_up(now - spec.retention, ladder.levels[i + 1].max_span))
         else:
             start = lo
         if start < top:
@@ -206,14 +184,14 @@ def level_pieces(
     return pieces[::-1]
 
 
-def coarser(tier: str, ladder: LadderSpec) -> str:
+def coarser(tier: str, ladder: Ladder) -> str:
     """The next tier up from a segment level: the level above, then hourly."""
     spec = ladder.level(tier)
     above = [lv for lv in ladder.levels if spec is not None and lv.level > spec.level]
-    return level_tier(above[0].level) if above else HOURLY
+    return above[0].tier if above else HOURLY
 
 
-def tail_start(tier: str, dirty_from: datetime | None, ladder: LadderSpec) -> datetime | None:
+def tail_start(tier: str, dirty_from: datetime | None, ladder: Ladder) -> datetime | None:
     """Where a rolled-up tier stops being complete, so raw takes over.
 
     `dirty_from` is the oldest hour of the target still waiting for the
@@ -222,4 +200,4 @@ def tail_start(tier: str, dirty_from: datetime | None, ladder: LadderSpec) -> da
     if tier == RAW or dirty_from is None:
         return None
     spec = ladder.level(tier)
-    return align_down(dirty_from, HOUR if spec is None else spec.span)
+    return align_down(dirty_from, HOUR if spec is None else spec.max_span)

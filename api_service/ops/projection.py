@@ -9,8 +9,11 @@ defaults below (measured by bench/ladder_bench.py; docs/contraction.md).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
 
 from shared.errors import InvalidInput
+from shared.ladder import Ladder, Level
 from shared.settings import MAX_INTERVAL_S, MIN_INTERVAL_S
 
 DAY_S = 86_400
@@ -55,27 +58,6 @@ class TierNow:
 
 
 @dataclass(frozen=True)
-class LevelConfig:
-    level: int
-    max_span_s: float
-    retention_days: float
-    packed: bool = False  # ended days packed into one row (migrations 0030, 0031)
-
-    @property
-    def pack_span_s(self) -> float:
-        """The unit packed into one row: the level's block, at least a day."""
-        return max(self.max_span_s, DAY_S)
-
-
-@dataclass(frozen=True)
-class Ladder:
-    levels: list[LevelConfig]
-    pack_after_days: float
-    raw_retention_days: float
-    hourly_retention_days: float
-
-
-@dataclass(frozen=True)
 class Figure:
     """One cost used by the projection and where it came from."""
 
@@ -116,6 +98,33 @@ class Projection:
         return self.raw_only_bytes / self.total_bytes if self.total_bytes else 0.0
 
 
+def days(value: timedelta) -> float:
+    return value / timedelta(days=1)
+
+
+def pack_span_s(level: Level) -> float:
+    """The unit a packed level packs into one row: its block, at least a day."""
+    return max(level.max_span.total_seconds(), DAY_S)
+
+
+def ladder_content(ladder: Ladder) -> dict[str, Any]:
+    """The ladder as /storage shows it, in seconds and days."""
+    return {
+        "levels": [
+            {
+                "level": lv.level,
+                "max_span_s": lv.max_span.total_seconds(),
+                "retention_days": days(lv.retention),
+                "packed": lv.packed,
+            }
+            for lv in ladder.levels
+        ],
+        "pack_after_days": days(ladder.pack_after),
+        "raw_retention_days": days(ladder.raw_retention),
+        "hourly_retention_days": days(ladder.hourly_retention),
+    }
+
+
 def check_parameters(targets: int, interval_s: float, years: float) -> None:
     if not 1 <= targets <= MAX_TARGETS:
         raise InvalidInput(f"targets must be between 1 and {MAX_TARGETS}, got {targets}")
@@ -127,7 +136,7 @@ def check_parameters(targets: int, interval_s: float, years: float) -> None:
         raise InvalidInput(f"years must be above 0 and at most {MAX_YEARS}, got {years}")
 
 
-def figures_from(now: list[TierNow], levels: list[LevelConfig]) -> Figures:
+def figures_from(now: list[TierNow], levels: tuple[Level, ...]) -> Figures:
     """The measured costs where a tier holds enough data, the defaults elsewhere."""
     by = {t.tier: t for t in now}
 
@@ -137,7 +146,7 @@ def figures_from(now: list[TierNow], levels: list[LevelConfig]) -> Figures:
         return Figure(default, "default")
 
     raw, packed, hourly = by["raw_rows"], by["raw_packed"], by["hourly"]
-    segs = [by[f"segments_l{lv.level}"] for lv in levels]
+    segs = [by[lv.tier] for lv in levels]
     row_rows = sum(s.rows - s.packed_rows for s in segs)
     row_bytes = sum(s.bytes - s.packed_bytes for s in segs)
     packed_rows = sum(s.packed_rows for s in segs)
@@ -179,7 +188,7 @@ def project(
         # A day stays in row form until it ended pack_after ago: at worst
         # today plus pack_after days; the rest of the raw retention is packed.
         kept = min(horizon, raw_days)
-        row_days = min(kept, 1 + ladder.pack_after_days)
+        row_days = min(kept, 1 + days(ladder.pack_after))
         packed_days = kept - row_days
         return [
             TierProjection(
@@ -198,22 +207,22 @@ def project(
 
     rest: list[TierProjection] = []
     for lv in ladder.levels:
-        days = min(horizon, lv.retention_days)
+        kept = min(horizon, days(lv.retention))
         # A segment never crosses its level's block, so a block holds at least one.
         per_day = max(
             pings_per_day * figures.segments_per_ping[lv.level].value,
-            targets * DAY_S / lv.max_span_s,
+            targets * DAY_S / lv.max_span.total_seconds(),
         )
         # A packed level keeps only its unended day (or longer block) as rows.
-        row_days = min(days, lv.pack_span_s / DAY_S) if lv.packed else days
+        row_days = min(kept, pack_span_s(lv) / DAY_S) if lv.packed else kept
         cost = per_day * row_days * figures.segment_bytes.value
-        cost += per_day * (days - row_days) * figures.packed_segment_bytes.value
-        rest.append(TierProjection(f"segments_l{lv.level}", days, per_day * days, cost))
-    hourly_days = min(horizon, ladder.hourly_retention_days)
+        cost += per_day * (kept - row_days) * figures.packed_segment_bytes.value
+        rest.append(TierProjection(lv.tier, kept, per_day * kept, cost))
+    hourly_days = min(horizon, days(ladder.hourly_retention))
     hours = targets * 24 * hourly_days
     rest.append(TierProjection("hourly", hourly_days, hours, hours * figures.hourly_bytes.value))
 
-    tiers = raw_tiers(ladder.raw_retention_days) + rest
+    tiers = raw_tiers(days(ladder.raw_retention)) + rest
     every_ping = raw_tiers(horizon) + rest
     return Projection(
         targets=targets,

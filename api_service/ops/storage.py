@@ -8,46 +8,21 @@ sampled on big ones. projection.py turns them into costs and a projection.
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import timedelta
 from typing import Any
 
 import asyncpg
 
 from api_service.ops.projection import (
-    Ladder,
-    LevelConfig,
     TierNow,
     check_parameters,
     figures_from,
+    ladder_content,
     project,
 )
+from shared.ladder import Level, load_ladder
 
 # Exact counts up to this many rows per tier; beyond, the planner's estimate.
 EXACT_COUNT_LIMIT = 5_000_000
-
-
-def _days(value: timedelta) -> float:
-    return value / timedelta(days=1)
-
-
-async def load_ladder(conn: asyncpg.Connection) -> Ladder:
-    cfg = await conn.fetchrow(
-        "SELECT pack_after, raw_retention, hourly_retention FROM ladder_settings"
-    )
-    levels = await conn.fetch(
-        "SELECT level, max_span, retention, packed FROM ladder_levels ORDER BY level"
-    )
-    return Ladder(
-        levels=[
-            LevelConfig(
-                r["level"], r["max_span"].total_seconds(), _days(r["retention"]), r["packed"]
-            )
-            for r in levels
-        ],
-        pack_after_days=_days(cfg["pack_after"]),
-        raw_retention_days=_days(cfg["raw_retention"]),
-        hourly_retention_days=_days(cfg["hourly_retention"]),
-    )
 
 
 # A table and its partitions (pg_partition_tree is empty for a plain table).
@@ -78,7 +53,7 @@ async def _count(conn: asyncpg.Connection, table: str, total: str) -> tuple[int,
     return int(estimate), int(estimate * avg)
 
 
-async def measure(conn: asyncpg.Connection, levels: list[LevelConfig]) -> list[TierNow]:
+async def measure(conn: asyncpg.Connection, levels: tuple[Level, ...]) -> list[TierNow]:
     """Rows, pings and bytes of every tier, from the live database."""
     tiers: list[TierNow] = []
     rows, _ = await _count(conn, "pings", "1")
@@ -86,7 +61,7 @@ async def measure(conn: asyncpg.Connection, levels: list[LevelConfig]) -> list[T
     rows, n = await _count(conn, "pings_packed", "n")
     tiers.append(TierNow("raw_packed", rows, n, await _bytes(conn, "pings_packed")))
     for lv in levels:
-        table = f"segments_l{lv.level}"
+        table = lv.tier
         if await conn.fetchval("SELECT to_regclass($1)", table) is None:
             tiers.append(TierNow(table, 0, 0, 0))  # created by the next ladder round
             continue
@@ -127,7 +102,7 @@ async def storage_report(
             "total_bytes": sum(t.bytes for t in now),
         },
         "figures": asdict(figures),
-        "ladder": asdict(ladder),
+        "ladder": ladder_content(ladder),
         "projection": asdict(projection) | {"contraction": round(projection.contraction, 1)},
     }
 
