@@ -52,7 +52,7 @@ KINDS = ("lan", "wan", "flap")
 LEVEL_SQL = """
     SELECT ladder_build_segments($3::smallint, t::bigint, b, b + l.max_span)
     FROM generate_series(1, $2) t, ladder_levels l,
-         date_bin(l.max_span, $1::timestamptz, timestamptz '2000-01-01 00:00:00+00') b
+         date_bin(l.max_span, $1::timestamptz, ladder_origin()) b
     WHERE l.level = $3"""
 LEVEL1_SQL = """
     SELECT ladder_build_segments(1::smallint, t::bigint, $1::timestamptz, $1 + interval '1 hour')

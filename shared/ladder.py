@@ -31,7 +31,7 @@ class Level:
     """One segment level: its tolerance, the block its segments never cross, its keep."""
 
     level: int
-    max_span: timedelta  # blocks of this length, aligned to 2000-01-01 UTC, are never crossed
+    max_span: timedelta  # blocks of this length (shared/blocks.py) are never crossed
     retention: timedelta
     abs_tolerance_us: int
     rel_tolerance: Fraction  # exact, as the numeric column holds it

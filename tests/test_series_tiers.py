@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from api_service.history import buckets as bk
 from api_service.history.tier_choice import (
     HOUR,
-    ORIGIN,
     coarser,
     grid_for,
     level_pieces,
@@ -20,6 +19,7 @@ from api_service.history.tier_choice import (
     plan_series,
     tail_start,
 )
+from shared.blocks import ORIGIN
 from shared.ladder import Ladder, Level
 
 NOW = datetime(2026, 6, 1, 12, 34, 56, tzinfo=UTC)

@@ -24,15 +24,15 @@ from api_service.history.event_detection import (
 )
 from api_service.history.scope import dirty_from, resolve_range, target_info
 from api_service.history.tier_choice import (
-    ORIGIN,
     US,
     level_pieces,
     tail_start,
 )
 from api_service.times import iso
+from shared.blocks import ORIGIN_US, at_us_since_origin, us_since_origin
 from shared.errors import InvalidInput, NotFound
 from shared.ladder import Ladder, Level, load_ladder
-from shared.segments import ORIGIN_US, Ping, max_gap_us, segment_pings
+from shared.segments import Ping, max_gap_us, segment_pings
 
 MAX_SEGMENTS = 10_000
 # A latency level must hold this long to be a shift rather than a spike.
@@ -50,14 +50,6 @@ _ADDRESSES_SQL = """
         (SELECT max(ts) FROM target_addresses
          WHERE target_id = $1 AND ts < $2 AND address IS NOT NULL), '-infinity')
     ORDER BY ts"""
-
-
-def _ts(us_since_origin: int) -> datetime:
-    return ORIGIN + timedelta(microseconds=us_since_origin)
-
-
-def _us(ts: datetime) -> int:
-    return (ts - ORIGIN) // US
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +130,8 @@ class Events:
 def _event_out(e: Event) -> dict[str, object]:
     out: dict[str, object] = {
         "kind": e.kind,
-        "start": iso(_ts(e.start_us)),
-        "end": iso(_ts(e.end_us)),
+        "start": iso(at_us_since_origin(e.start_us)),
+        "end": iso(at_us_since_origin(e.end_us)),
         "magnitude": round(e.magnitude / 1000, 3) if e.kind == LATENCY_SHIFT else int(e.magnitude),
         "unit": {"loss": "pings", "hop_change": "hops", ADDRESS_CHANGE: None}.get(e.kind, "ms"),
     }
@@ -164,7 +156,9 @@ async def _raw_tail(
         "SELECT ts, rtt_us, ttl, hops FROM raw_pings($1, $2, $3)", target_id, lo, hi
     )
     tol = level1.tolerance()
-    pings = (Ping(ORIGIN_US + _us(r["ts"]), r["rtt_us"], r["ttl"], r["hops"]) for r in rows)
+    pings = (
+        Ping(ORIGIN_US + us_since_origin(r["ts"]), r["rtt_us"], r["ttl"], r["hops"]) for r in rows
+    )
     return [
         Seg(s.start_us - ORIGIN_US, s.end_us - ORIGIN_US, s.count, s.lost, s.sum_us, s.hops)
         for s in segment_pings(pings, tol, max_gap_us(interval // timedelta(milliseconds=1)))
@@ -193,8 +187,8 @@ async def events(
             )
             segs += [
                 Seg(
-                    _us(r["start_ts"]),
-                    _us(r["end_ts"]),
+                    us_since_origin(r["start_ts"]),
+                    us_since_origin(r["end_ts"]),
                     r["count"],
                     r["lost"],
                     r["sum_us"],
@@ -206,8 +200,8 @@ async def events(
             segs += await _raw_tail(conn, target_id, split, hi, ladder.levels[0], info.interval)
             tier += "+raw"
         resolutions = await conn.fetch(_ADDRESSES_SQL, target_id, lo, hi)
-    found = [e for e in detect(segs, rules_of(ladder.levels[0])) if e.end_us >= _us(lo)]
-    moved = address_changes((_us(r["ts"]), r["address"]) for r in resolutions)
-    found += [e for e in moved if e.start_us >= _us(lo)]
+    found = [e for e in detect(segs, rules_of(ladder.levels[0])) if e.end_us >= us_since_origin(lo)]
+    moved = address_changes((us_since_origin(r["ts"]), r["address"]) for r in resolutions)
+    found += [e for e in moved if e.start_us >= us_since_origin(lo)]
     found.sort(key=lambda e: e.start_us)
     return Events(tier, lo, hi, found)

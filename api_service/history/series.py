@@ -16,10 +16,8 @@ from api_service.history.scope import dirty_from, resolve_range, target_info
 from api_service.history.tier_choice import (
     HOUR,
     HOURLY,
-    ORIGIN,
     RAW,
     SEGMENT_BUDGET,
-    US,
     Grid,
     coarser,
     grid_for,
@@ -27,6 +25,7 @@ from api_service.history.tier_choice import (
     tail_start,
 )
 from api_service.times import iso
+from shared.blocks import us_since_origin
 from shared.errors import InvalidInput
 from shared.ladder import Ladder, load_ladder
 
@@ -46,7 +45,7 @@ _RAW_SQL = f"""
     SELECT date_bin($4, u.ts, $5) AS b, {_AGGREGATES}
     FROM pings_packed k CROSS JOIN LATERAL unpack_pings(k) u
     WHERE k.target_id = $1
-      AND k.block_start >= date_bin(interval '1 hour', $2, timestamptz '2000-01-01 00:00:00+00')
+      AND k.block_start >= date_bin(interval '1 hour', $2, ladder_origin())
       AND k.block_start < $3 AND u.ts >= $2 AND u.ts < $3
     GROUP BY 1"""
 
@@ -92,14 +91,9 @@ class Series:
         }
 
 
-def us_of(ts: datetime) -> int:
-    """µs since the ladder origin (2000-01-01 UTC), the unit of Grid and spread()."""
-    return (ts - ORIGIN) // US
-
-
 def _add_rows(rows: list[asyncpg.Record], grid: Grid, out: list[bk.Bucket]) -> None:
     for r in rows:
-        i = bk.index_of(grid, us_of(r["b"]))
+        i = bk.index_of(grid, us_since_origin(r["b"]))
         if i is not None:
             out[i].add(
                 r["count"], r["lost"], r["min_us"], r["max_us"], r["sum_us"],
@@ -119,10 +113,10 @@ async def add_segments(
 ) -> None:
     args = (target_id, level, hi, grid.width, grid.first, lo - span, lo)
     _add_rows(await conn.fetch(_SEGMENTS_INSIDE_SQL, *args), grid, out)
-    clip = us_of(hi)
+    clip = us_since_origin(hi)
     for r in await conn.fetch(_SEGMENTS_ACROSS_SQL, *args):
         row = (
-            us_of(r["start_ts"]), us_of(r["end_ts"]), r["count"], r["lost"],
+            us_since_origin(r["start_ts"]), us_since_origin(r["end_ts"]), r["count"], r["lost"],
             r["min_us"], r["max_us"], r["sum_us"], r["hops"],
         )  # fmt: skip
         bk.add_segment(out, grid, row, clip)

@@ -1,6 +1,6 @@
 """Which tier answers a range, and on what grid of buckets. Pure functions.
 
-Buckets are aligned to the ladder's origin (2000-01-01 UTC), like every
+Buckets are aligned to the ladder's origin (shared/blocks.py), like every
 block the ladder builds, and the grid covers whole buckets: a series over
 [from, to) is answered over [first bucket start, last bucket end).
 
@@ -22,12 +22,11 @@ level for widths that are multiples of its block span. The choice:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from shared.blocks import US, align_down, align_up, us_since_origin
 from shared.ladder import Ladder, Level
 
-ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
-US = timedelta(microseconds=1)
 SECOND = timedelta(seconds=1)
 HOUR = timedelta(hours=1)
 WEEK = timedelta(days=7)
@@ -64,7 +63,7 @@ class Grid:
 
     @property
     def first_us(self) -> int:
-        return (self.first - ORIGIN) // US
+        return us_since_origin(self.first)
 
     @property
     def width_us(self) -> int:
@@ -78,15 +77,6 @@ class Grid:
 class SeriesPlan:
     tier: str
     grid: Grid
-
-
-def align_down(ts: datetime, width: timedelta) -> datetime:
-    return ts - (ts - ORIGIN) % width
-
-
-def align_up(ts: datetime, width: timedelta) -> datetime:
-    down = align_down(ts, width)
-    return down if down == ts else down + width
 
 
 def grid_for(lo: datetime, hi: datetime, width: timedelta) -> Grid:

@@ -106,7 +106,7 @@ _BOUNDS = """
         UNION ALL
         SELECT min(first_ts), max(block_start) + interval '1 hour' FROM pings_packed
         WHERE target_id = $1 AND block_start < $3
-          AND block_start >= date_bin(interval '1 hour', $2, timestamptz '2000-01-01 00:00:00+00')
+          AND block_start >= date_bin(interval '1 hour', $2, ladder_origin())
     ) b"""
 _US = timedelta(microseconds=1)
 
