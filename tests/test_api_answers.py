@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def database_url(own_database_url: str) -> str:
     return own_database_url
 
 
-def _lines(answers: list[object]) -> list[str]:
+def _lines(answers: Sequence[object]) -> list[str]:
     text = json.dumps(answers, indent=1, ensure_ascii=False)
     return text.splitlines(keepends=True)
 

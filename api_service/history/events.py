@@ -23,13 +23,9 @@ from api_service.history.event_detection import (
     detect,
 )
 from api_service.history.scope import dirty_from, resolve_range, target_info
-from api_service.history.tier_choice import (
-    US,
-    level_pieces,
-    tail_start,
-)
+from api_service.history.tier_choice import level_pieces, tail_start
 from api_service.times import iso
-from shared.blocks import ORIGIN_US, at_us_since_origin, us_since_origin
+from shared.blocks import ORIGIN_US, US, at_us_since_origin, us_since_origin
 from shared.errors import InvalidInput, NotFound
 from shared.ladder import Ladder, Level, load_ladder
 from shared.segments import Ping, max_gap_us, segment_pings

@@ -44,11 +44,10 @@ from api_service.history.tier_choice import (
     HOUR,
     HOURLY,
     RAW,
-    align_down,
-    align_up,
     level_pieces,
 )
 from api_service.times import iso
+from shared.blocks import align_down, align_up
 from shared.ladder import Level, load_ladder
 
 # Exact percentiles sort every ping: a few hours at 1 Hz stay within ~50 ms.
