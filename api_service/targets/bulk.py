@@ -31,13 +31,15 @@ MAX_BULK = 5000
 
 # One row per draft from parallel arrays; tags travel space-joined (a tag has
 # no space) because unnest cannot take an array of arrays apart row by row.
+_NAMES = ", ".join(name for name, _ in DRAFT_COLUMNS)
+_ARRAYS = ", ".join(
+    f"${i}::{'text' if name == 'tags' else sql}[]" for i, (name, sql) in enumerate(DRAFT_COLUMNS, 1)
+)
+_ROW = ", ".join("string_to_array(tags, ' ')" if n == "tags" else n for n, _ in DRAFT_COLUMNS)
 _INSERT = with_last_ping(
     "changed",
-    cte=f"""WITH changed AS (INSERT INTO targets ({DRAFT_COLUMNS})
-        SELECT a, h, k, p, u, f, m, es, eb, n, i, t, string_to_array(tg, ' ')
-        FROM unnest($1::inet[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],
-                    $7::text[], $8::int[], $9::text[], $10::text[], $11::int[], $12::int[],
-                    $13::text[]) AS x(a, h, k, p, u, f, m, es, eb, n, i, t, tg)
+    cte=f"""WITH changed AS (INSERT INTO targets ({_NAMES})
+        SELECT {_ROW} FROM unnest({_ARRAYS}) AS x({_NAMES})
         RETURNING *)""",
 )
 # Live targets already holding one of the identities asked for.
@@ -59,7 +61,7 @@ class ItemResult:
 def _columns(items: Sequence[Draft]) -> list[list[object]]:
     """Column-wise values for unnest(); tags travel space-joined, since unnest()
     cannot take an array of arrays of different lengths."""
-    cols: list[list[object]] = [[] for _ in DRAFT_COLUMNS.split(",")]
+    cols: list[list[object]] = [[] for _ in DRAFT_COLUMNS]
     for d in items:
         row = (*draft_values(d)[:-1], " ".join(d.tags))
         for col, value in zip(cols, row, strict=True):

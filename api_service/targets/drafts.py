@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from api_service.targets import probe
-from api_service.targets.probe import Probe
+from api_service.targets.probe import PROBE_FIELDS, Probe
 from shared.errors import InvalidInput
 from shared.settings import (
     MAX_INTERVAL_S,
@@ -26,18 +26,7 @@ from shared.settings import (
     Settings,
 )
 
-PROBE_FIELDS = (
-    "kind",
-    "address",
-    "hostname",
-    "port",
-    "url",
-    "family",
-    "http_method",
-    "expect_status",
-    "expect_body",
-)
-FIELDS = ("name", *PROBE_FIELDS, "interval_s", "timeout_s", "tags")
+FIELDS = ("name", *(f.name for f in PROBE_FIELDS), "interval_s", "timeout_s", "tags")
 MAX_NAME_LENGTH = 200
 MAX_TAGS = 32
 MAX_TAG_LENGTH = 64
@@ -54,18 +43,14 @@ class Draft:
     tags: tuple[str, ...] = ()
 
     def fields(self) -> dict[str, Any]:
-        """The wire fields that say this target, leaving out defaults."""
+        """The wire fields that say this target, leaving out defaults (and the method of
+        anything but http, which has none)."""
         p = self.probe
         out: dict[str, Any] = {"name": self.name}
-        if p.kind != "icmp":
-            out["kind"] = p.kind
-        for key in ("address", "hostname", "port", "url", "expect_status", "expect_body"):
-            if getattr(p, key) is not None:
-                out[key] = getattr(p, key)
-        if p.family != "any":
-            out["family"] = p.family
-        if p.kind == "http" and p.http_method != "GET":
-            out["http_method"] = p.http_method
+        for f in PROBE_FIELDS:
+            value = getattr(p, f.name)
+            if value != f.default and (f.name != "http_method" or p.kind == "http"):
+                out[f.name] = value
         out["interval_s"] = self.interval_ms / 1000
         out["timeout_s"] = self.timeout_ms / 1000
         if self.tags:
@@ -122,7 +107,7 @@ def parse_tags(tags: list[str] | None) -> list[str]:
 
 
 def _probe_of(fields: Mapping[str, Any]) -> Probe:
-    given = {k: fields[k] for k in PROBE_FIELDS if fields.get(k) is not None}
+    given = {f.name: fields[f.name] for f in PROBE_FIELDS if fields.get(f.name) is not None}
     return probe.parse_probe(**given)
 
 

@@ -189,12 +189,26 @@ def _duplicates(entries: Iterable[Entry]) -> list[str]:
     return errors
 
 
+# The order an entry lists its keys in: what is probed, what is expected of
+# it, then the address family and the method. Kept as files have always been
+# written, so an export of unchanged targets reads the same; a key not named
+# here comes after the probe fields.
+_KEY_ORDER = (
+    *("name", "kind", "address", "hostname", "port", "url", "expect_status", "expect_body"),
+    *("family", "http_method", "interval_s", "timeout_s", "tags", "paused"),
+)
+
+
+def _key_rank(key: str) -> int:
+    return _KEY_ORDER.index(key) if key in _KEY_ORDER else _KEY_ORDER.index("interval_s")
+
+
 def entry_fields(draft: Draft, paused: bool | None = None) -> dict[str, Any]:
     """A file entry's fields: name first, defaults left out."""
     fields = draft.fields()
     if paused:
         fields["paused"] = True
-    return fields
+    return dict(sorted(fields.items(), key=lambda item: _key_rank(item[0])))
 
 
 def dump(targets: Iterable[Target]) -> str:

@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from shared.codec import FAMILIES, PROBE_KINDS
 from shared.errors import InvalidInput
+from shared.target_fields import (
+    FAMILIES,
+    HTTP_METHODS,
+    OPTIONS,
+    PROBE_KINDS,
+    FieldInfo,
+    ProbeOptions,
+    field_infos,
+    probe_field,
+)
 
-HTTP_METHODS = ("GET", "HEAD")
 MAX_HOSTNAME_LENGTH = 253
 MAX_URL_LENGTH = 2048
 MAX_EXPECT_BODY_LENGTH = 1024
@@ -24,19 +34,13 @@ MAX_EXPECT_BODY_LENGTH = 1024
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
-@dataclass(frozen=True, slots=True)
-class Probe:
-    """The probe of one target, validated; exactly the columns of its row."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Probe(ProbeOptions):
+    """The probe of one target, validated; exactly the columns of its row: where it
+    probes (an IP or a hostname; neither for http) and how (shared/target_fields.py)."""
 
-    kind: str = "icmp"
-    address: str | None = None
-    hostname: str | None = None
-    port: int | None = None
-    url: str | None = None
-    family: str = "any"
-    http_method: str = "GET"
-    expect_status: int | None = None
-    expect_body: str | None = None
+    address: str | None = probe_field(None, examples=("192.0.2.10", "2001:db8::1"), sql="inet")
+    hostname: str | None = probe_field(None, "a DNS name the prober resolves (instead of address)")
 
     def identity(self) -> tuple[object, ...]:
         """What no two live targets may share."""
@@ -49,6 +53,18 @@ class Probe:
         if self.family != "any":
             where += f" ({self.family})"
         return f"tcp {where} port {self.port}" if self.kind == "tcp" else where
+
+
+# Every column of a probe, in the order the API lists them: the kind, where it
+# probes, then how.
+_KIND, *_HOW = OPTIONS
+_WHERE = tuple(f for f in field_infos(Probe) if f not in OPTIONS)
+PROBE_FIELDS: tuple[FieldInfo, ...] = (_KIND, *_WHERE, *_HOW)
+
+
+def probe_of_row(row: Mapping[str, Any]) -> Probe:
+    """The probe of a `targets` row (address read as host(address))."""
+    return Probe(**{f.name: row[f.name] for f in PROBE_FIELDS})
 
 
 def parse_address(raw: str) -> str:

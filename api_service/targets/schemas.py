@@ -1,45 +1,51 @@
-"""Request and response bodies of the target routes (seconds on the wire)."""
+"""Request and response bodies of the target routes (seconds on the wire).
+
+The probe fields of both are built from their one definition (PROBE_FIELDS:
+shared/target_fields.py and targets/probe.py): their types, defaults and
+documentation come from there, so a new field needs no edit here.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
 
 from api_service.errors import ErrorDetail
+from api_service.targets.probe import PROBE_FIELDS
 from api_service.targets.service import LastPing, Purged, Target
+from shared.target_fields import HTTP_METHODS, FieldInfo
 
 # Unknown fields are refused so a typo ("interval") is not silently ignored;
 # strict types so "2" is not taken for a number.
 _STRICT = ConfigDict(extra="forbid", strict=True)
+_STRICT_TYPES: dict[type, Any] = {int: StrictInt, str: StrictStr}
+
+# A null here clears the field; elsewhere a null means "keep" / "the default".
+_CLEARABLE = {"name", "tags", *(f.name for f in PROBE_FIELDS if f.clearable)}
 
 
-Kind = Literal["icmp", "tcp", "http"]
-Family = Literal["any", "ipv4", "ipv6"]
-Method = Literal["GET", "HEAD"]
+def _values(f: FieldInfo) -> Any:
+    """The type of what a field may hold: one of its choices, or its Python type."""
+    return Literal[f.choices] if f.choices else f.py_type
 
 
-class _ProbeFields(BaseModel):
+def _asked(f: FieldInfo) -> tuple[Any, Any]:
+    """A probe field of a request: optional (null or absent means the default), strict."""
+    values = Literal[f.choices] if f.choices else _STRICT_TYPES[f.py_type]
+    return values | None, Field(None, description=f.doc, examples=list(f.examples) or None)
+
+
+def _shown(f: FieldInfo) -> tuple[Any, Any]:
+    """A probe field of a response: always there, null where the target has none."""
+    if f.name == "http_method":  # http's alone: null for other kinds, rather than GET
+        return Literal[HTTP_METHODS] | None, Field(description="http targets only")
+    return (_values(f) | None if f.nullable else _values(f)), ...
+
+
+class _TargetFields(BaseModel):
     model_config = _STRICT
-
-    name: StrictStr | None = None
-    kind: Kind | None = Field(None, description="icmp (default), tcp or http")
-    address: StrictStr | None = Field(None, examples=["192.0.2.10", "2001:db8::1"])
-    hostname: StrictStr | None = Field(
-        None, description="a DNS name the prober resolves (instead of address)"
-    )
-    family: Family | None = Field(None, description="hostnames: which address family to use")
-    port: StrictInt | None = Field(None, description="tcp: the port to connect to")
-    url: StrictStr | None = Field(None, description="http: the http:// or https:// URL")
-    http_method: Method | None = None
-    expect_status: StrictInt | None = Field(None, description="http: the status that means up")
-    expect_body: StrictStr | None = Field(None, description="http: a substring the body holds")
-    interval_s: StrictFloat | None = Field(
-        None, description="seconds between probes (default 1; at least 1 for tcp, 5 for http)"
-    )
-    timeout_s: StrictFloat | None = Field(None, description="seconds, 0.05 to 60")
-    tags: list[StrictStr] | None = None
 
     def given(self) -> dict[str, Any]:
         """The fields the caller sent, without nulls that mean "the default"."""
@@ -50,15 +56,26 @@ class _ProbeFields(BaseModel):
         }
 
 
-# A null here clears the field; elsewhere a null means "keep" / "the default".
-_CLEARABLE = {"name", "expect_status", "expect_body", "tags"}
+_ASKED: dict[str, Any] = {
+    "name": (StrictStr | None, None),
+    **{f.name: _asked(f) for f in PROBE_FIELDS},
+    "interval_s": (
+        StrictFloat | None,
+        Field(
+            None, description="seconds between probes (default 1; at least 1 for tcp, 5 for http)"
+        ),
+    ),
+    "timeout_s": (StrictFloat | None, Field(None, description="seconds, 0.05 to 60")),
+    "tags": (list[StrictStr] | None, None),
+}
+_ProbeFields = create_model("_ProbeFields", __base__=_TargetFields, **_ASKED)
 
 
-class TargetCreate(_ProbeFields):
+class TargetCreate(_ProbeFields):  # type: ignore[misc,valid-type]
     pass
 
 
-class TargetUpdate(_ProbeFields):
+class TargetUpdate(_ProbeFields):  # type: ignore[misc,valid-type]
     pass
 
 
@@ -103,49 +120,40 @@ class LastMinuteOut(BaseModel):
         return cls(pings=sent, lost=lost, loss_pct=round(100 * lost / sent, 2) if sent else None)
 
 
-class TargetOut(BaseModel):
-    id: int
-    kind: Kind
-    address: str | None
-    hostname: str | None
-    family: Family
-    port: int | None
-    url: str | None
-    http_method: Method | None = Field(description="http targets only")
-    expect_status: int | None
-    expect_body: str | None
-    tags: list[str]
-    name: str | None
-    interval_s: float
-    timeout_s: float
-    state: Literal["active", "paused", "stopped", "deleted"]
-    rev: int
-    created_at: datetime
-    updated_at: datetime
-    stopped_at: datetime | None
-    last_ping: LastPingOut | None
-    last_minute: LastMinuteOut
+_SHOWN: dict[str, Any] = {
+    "id": (int, ...),
+    **{f.name: _shown(f) for f in PROBE_FIELDS},
+    "tags": (list[str], ...),
+    "name": (str | None, ...),
+    "interval_s": (float, ...),
+    "timeout_s": (float, ...),
+    "state": (Literal["active", "paused", "stopped", "deleted"], ...),
+    "rev": (int, ...),
+    "created_at": (datetime, ...),
+    "updated_at": (datetime, ...),
+    "stopped_at": (datetime | None, ...),
+    "last_ping": (LastPingOut | None, ...),
+    "last_minute": (LastMinuteOut, ...),
+}
+_TargetOutFields = create_model("_TargetOutFields", **_SHOWN)
 
+
+class TargetOut(_TargetOutFields):  # type: ignore[misc,valid-type]
     @classmethod
     def of(cls, target: Target) -> TargetOut:
         last = target.last_ping
         p = target.probe
+        probe = {f.name: getattr(p, f.name) for f in PROBE_FIELDS}
+        if p.kind != "http":
+            probe["http_method"] = None
         return cls(
             id=target.id,
-            kind=p.kind,  # type: ignore[arg-type]
-            address=p.address,
-            hostname=p.hostname,
-            family=p.family,  # type: ignore[arg-type]
-            port=p.port,
-            url=p.url,
-            http_method=p.http_method if p.kind == "http" else None,  # type: ignore[arg-type]
-            expect_status=p.expect_status,
-            expect_body=p.expect_body,
+            **probe,
             tags=list(target.tags),
             name=target.name,
             interval_s=target.interval_ms / 1000,
             timeout_s=target.timeout_ms / 1000,
-            state=target.state,  # type: ignore[arg-type]
+            state=target.state,
             rev=target.rev,
             created_at=target.created_at,
             updated_at=target.updated_at,

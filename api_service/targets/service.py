@@ -16,11 +16,12 @@ import asyncpg
 
 from api_service.targets import drafts, states
 from api_service.targets.drafts import Draft
-from api_service.targets.probe import Probe
+from api_service.targets.probe import PROBE_FIELDS, Probe, probe_of_row
 from api_service.targets.publisher import CommandPublisher
 from shared.codec import TargetSpec
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.settings import Settings
+from shared.target_fields import options_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +70,7 @@ class Target:
             self.timeout_ms,
             state or self.state,
             rev or self.rev,
-            kind=p.kind,
-            port=p.port,
-            url=p.url,
-            family=p.family,
-            http_method=p.http_method,
-            expect_status=p.expect_status,
-            expect_body=p.expect_body,
+            **options_of(p),
         )
 
 
@@ -97,10 +92,14 @@ _PER_TARGET_TABLES = """
     ORDER BY 1"""
 
 
-_COLUMNS = """t.id, host(t.address) AS address, t.name, t.interval_ms, t.timeout_ms,
-    t.state, t.rev, t.created_at, t.updated_at, t.stopped_at, t.hostname, t.kind, t.port,
-    t.url, t.family, t.http_method, t.expect_status, t.expect_body, t.tags,
-    p.ts AS last_ts, p.rtt_us AS last_rtt_us, m.recent, m.recent_lost"""
+_COLUMNS = ", ".join(
+    (
+        "t.id, t.name, t.interval_ms, t.timeout_ms, t.state, t.rev, t.created_at",
+        "t.updated_at, t.stopped_at, t.tags",
+        *(f.column("t") for f in PROBE_FIELDS),
+        "p.ts AS last_ts, p.rtt_us AS last_rtt_us, m.recent, m.recent_lost",
+    )
+)
 
 
 def with_last_ping(source: str, where: str = "true", order: str = "", cte: str = "") -> str:
@@ -123,10 +122,17 @@ _SELECT_ONE = with_last_ping("targets", "t.id = $1")
 _SELECT_MANY = with_last_ping(
     "targets", "t.state = ANY($1::text[]) AND t.tags @> $2::text[]", "ORDER BY t.id"
 )
-# Values of one draft, in this order: $1 .. $13 of the statements below.
-DRAFT_COLUMNS = """address, hostname, kind, port, url, family, http_method, expect_status,
-    expect_body, name, interval_ms, timeout_ms, tags"""
-_DRAFT_VALUES = """$1::inet, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text[]"""
+# The columns of one draft and their types: $1 .. $n of the statements below
+# (draft_values), tags last.
+DRAFT_COLUMNS: tuple[tuple[str, str], ...] = (
+    *((f.name, f.sql) for f in PROBE_FIELDS),
+    ("name", "text"),
+    ("interval_ms", "int"),
+    ("timeout_ms", "int"),
+    ("tags", "text[]"),
+)
+_DRAFT_NAMES = ", ".join(name for name, _ in DRAFT_COLUMNS)
+_DRAFT_VALUES = ", ".join(f"${i}::{sql}" for i, (_, sql) in enumerate(DRAFT_COLUMNS, 1))
 # The live target that holds an identity (see migration 0013).
 _HOLDER = """SELECT id FROM targets WHERE state IN ('active', 'paused') AND id <> $6
     AND kind = $1 AND coalesce(host(address), hostname) = $2 AND coalesce(port, 0) = $3
@@ -149,38 +155,15 @@ def target_of(row: asyncpg.Record) -> Target:
         updated_at=row["updated_at"],
         stopped_at=row["stopped_at"],
         last_ping=last,
-        probe=Probe(
-            kind=row["kind"],
-            address=row["address"],
-            hostname=row["hostname"],
-            port=row["port"],
-            url=row["url"],
-            family=row["family"],
-            http_method=row["http_method"],
-            expect_status=row["expect_status"],
-            expect_body=row["expect_body"],
-        ),
+        probe=probe_of_row(row),
         tags=tuple(row["tags"]),
     )
 
 
 def draft_values(d: Draft) -> tuple[object, ...]:
-    p = d.probe
-    return (
-        p.address,
-        p.hostname,
-        p.kind,
-        p.port,
-        p.url,
-        p.family,
-        p.http_method,
-        p.expect_status,
-        p.expect_body,
-        d.name,
-        d.interval_ms,
-        d.timeout_ms,
-        list(d.tags),
-    )
+    """The values of DRAFT_COLUMNS, in their order."""
+    probe = (getattr(d.probe, f.name) for f in PROBE_FIELDS)
+    return (*probe, d.name, d.interval_ms, d.timeout_ms, list(d.tags))
 
 
 async def conflict(conn: asyncpg.Connection, probe: Probe, target_id: int = 0) -> Conflict:
@@ -221,7 +204,7 @@ class Targets:
                 row = await conn.fetchrow(
                     with_last_ping(
                         "changed",
-                        cte=f"""WITH changed AS (INSERT INTO targets ({DRAFT_COLUMNS})
+                        cte=f"""WITH changed AS (INSERT INTO targets ({_DRAFT_NAMES})
                             VALUES ({_DRAFT_VALUES}) RETURNING *)""",
                     ),
                     *draft_values(draft),
@@ -264,9 +247,9 @@ class Targets:
                         with_last_ping(
                             "changed",
                             cte=f"""WITH changed AS (UPDATE targets SET
-                                ({DRAFT_COLUMNS}) = ({_DRAFT_VALUES}),
+                                ({_DRAFT_NAMES}) = ({_DRAFT_VALUES}),
                                 rev = rev + 1, updated_at = now()
-                                WHERE id = $14 RETURNING *)""",
+                                WHERE id = ${len(DRAFT_COLUMNS) + 1} RETURNING *)""",
                         ),
                         *draft_values(new),
                         target_id,
