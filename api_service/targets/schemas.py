@@ -26,25 +26,28 @@ _STRICT_TYPES: dict[type, Any] = {int: StrictInt, str: StrictStr}
 _CLEARABLE = {"name", "tags", *(f.name for f in PROBE_FIELDS if f.clearable)}
 
 
-def _values(f: FieldInfo) -> Any:
-    """The type of what a field may hold: one of its choices, or its Python type."""
-    return Literal[f.choices] if f.choices else f.py_type
+def _type(f: FieldInfo, strict: bool = False) -> Any:
+    """What a field may hold: one of its choices, else its Python type (strict: no "2")."""
+    if f.choices:
+        return Literal[f.choices]
+    return _STRICT_TYPES[f.py_type] if strict else f.py_type
 
 
 def _asked(f: FieldInfo) -> tuple[Any, Any]:
-    """A probe field of a request: optional (null or absent means the default), strict."""
-    values = Literal[f.choices] if f.choices else _STRICT_TYPES[f.py_type]
-    return values | None, Field(None, description=f.doc, examples=list(f.examples) or None)
+    """A probe field of a request: optional (null or absent means the default)."""
+    return _type(f, strict=True) | None, Field(
+        None, description=f.doc, examples=list(f.examples) or None
+    )
 
 
 def _shown(f: FieldInfo) -> tuple[Any, Any]:
     """A probe field of a response: always there, null where the target has none."""
     if f.name == "http_method":  # http's alone: null for other kinds, rather than GET
         return Literal[HTTP_METHODS] | None, Field(description="http targets only")
-    return (_values(f) | None if f.nullable else _values(f)), ...
+    return (_type(f) | None if f.nullable else _type(f)), ...
 
 
-class _TargetFields(BaseModel):
+class _TargetBody(BaseModel):
     model_config = _STRICT
 
     def given(self) -> dict[str, Any]:
@@ -68,14 +71,14 @@ _ASKED: dict[str, Any] = {
     "timeout_s": (StrictFloat | None, Field(None, description="seconds, 0.05 to 60")),
     "tags": (list[StrictStr] | None, None),
 }
-_ProbeFields = create_model("_ProbeFields", __base__=_TargetFields, **_ASKED)
+_TargetBodyFields = create_model("_TargetBodyFields", __base__=_TargetBody, **_ASKED)
 
 
-class TargetCreate(_ProbeFields):  # type: ignore[misc,valid-type]
+class TargetCreate(_TargetBodyFields):  # type: ignore[misc,valid-type]
     pass
 
 
-class TargetUpdate(_ProbeFields):  # type: ignore[misc,valid-type]
+class TargetUpdate(_TargetBodyFields):  # type: ignore[misc,valid-type]
     pass
 
 
