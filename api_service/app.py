@@ -9,21 +9,14 @@ from contextlib import asynccontextmanager
 import asyncpg
 from fastapi import FastAPI
 
-from api_service import (
-    health,
-    metrics,
-    routes_fleet,
-    routes_history,
-    routes_latest,
-    routes_pings,
-    routes_storage,
-    routes_targets,
-    routes_traceroute,
-    web,
-)
+from api_service import web
 from api_service.errors import install_error_handlers
-from api_service.publisher import CommandPublisher
-from api_service.targets import Targets
+from api_service.history import routes as history
+from api_service.ops import routes as ops
+from api_service.results import routes as results
+from api_service.targets import routes as targets
+from api_service.targets.publisher import CommandPublisher
+from api_service.targets.service import Targets
 from shared.broker import BrokerLink
 from shared.constants import Topology
 from shared.db import TRANSIENT_DB_ERRORS, create_pool
@@ -71,15 +64,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.startup_error = None
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(routes_targets.reads)
-    app.include_router(routes_targets.writes)
-    app.include_router(routes_latest.router)
-    app.include_router(routes_pings.router)
-    app.include_router(routes_history.router)
-    app.include_router(routes_storage.router)
-    app.include_router(metrics.router)
-    app.include_router(routes_fleet.router)
-    app.include_router(routes_traceroute.router)
+    # In this order: it is the order of the paths in the OpenAPI document.
+    app.include_router(ops.health_router)
+    app.include_router(targets.reads)
+    app.include_router(targets.writes)
+    app.include_router(results.latest_router)
+    app.include_router(results.pings_router)
+    app.include_router(history.router)
+    app.include_router(ops.storage_router)
+    app.include_router(ops.metrics_router)
+    app.include_router(ops.fleet_router)
+    app.include_router(results.traceroute_router)
     web.install(app)
     return app

@@ -7,8 +7,8 @@ from typing import Annotated
 import asyncpg
 from fastapi import Depends, Path, Request
 
-from api_service.publisher import CommandPublisher
-from api_service.targets import Targets
+from api_service.targets.publisher import CommandPublisher
+from api_service.targets.service import Targets
 from shared.broker import BrokerLink
 from shared.settings import Settings
 

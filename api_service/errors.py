@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from shared.errors import Conflict, InvalidInput, NotFound, PingtrackError
@@ -29,6 +30,17 @@ _HTTP_CODES = {
     406: "not_acceptable",
     503: "unavailable",
 }
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+# The body of every 4xx and 5xx answer, as OpenAPI describes it (a docstring
+# here would become its description there).
+class ErrorOut(BaseModel):
+    error: ErrorDetail
 
 
 def error_response(

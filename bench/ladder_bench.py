@@ -14,7 +14,7 @@ copies of the rows just built (a few hundred rows are mostly page overhead);
 measures the packed form of the packed levels the same way per series (one
 row per target-day, copied day after day); and projects the default ladder
 for 300 targets at 1 s over 5 years for each fleet shape with
-api_service/storage.py. Drops the database at the end.
+api_service/ops/projection.py. Drops the database at the end.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _calibration import print_header_async
 
-from api_service.storage import Figure, Figures, Ladder, load_ladder, project
+from api_service.ops.projection import Figure, Figures, days, project
+from shared.ladder import Ladder, load_ladder
 from shared.migrate import create_database_if_missing, migrate
 from shared.settings import Settings
 from tests.egress_guard import ensure_guarded
@@ -51,7 +52,7 @@ KINDS = ("lan", "wan", "flap")
 LEVEL_SQL = """
     SELECT ladder_build_segments($3::smallint, t::bigint, b, b + l.max_span)
     FROM generate_series(1, $2) t, ladder_levels l,
-         date_bin(l.max_span, $1::timestamptz, timestamptz '2000-01-01 00:00:00+00') b
+         date_bin(l.max_span, $1::timestamptz, ladder_origin()) b
     WHERE l.level = $3"""
 LEVEL1_SQL = """
     SELECT ladder_build_segments(1::smallint, t::bigint, $1::timestamptz, $1 + interval '1 hour')
@@ -334,7 +335,7 @@ def _mixed_packed_cost(
 ) -> float:
     """B/segment of the packed levels for a fleet mix, weighted by the segments kept."""
     weights = {
-        (k, lv.level): w * density[k][lv.level] * lv.retention_days
+        (k, lv.level): w * density[k][lv.level] * days(lv.retention)
         for k, w in mix.items()
         for lv in ladder.levels
         if lv.packed and lv.level in packed[k]
@@ -354,16 +355,16 @@ async def projections(
     variants = {
         "default ladder": ladder,
         "nothing packed (every segment a row)": replace(
-            ladder, levels=[replace(lv, packed=False) for lv in ladder.levels]
+            ladder, levels=tuple(replace(lv, packed=False) for lv in ladder.levels)
         ),
         "level 1 kept as long as raw": replace(
             ladder,
-            levels=[
-                replace(lv, retention_days=min(lv.retention_days, ladder.raw_retention_days))
+            levels=tuple(
+                replace(lv, retention=min(lv.retention, ladder.raw_retention))
                 if lv.level == 1
                 else lv
                 for lv in ladder.levels
-            ],
+            ),
         ),
     }
     shapes = {

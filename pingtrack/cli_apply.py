@@ -13,10 +13,10 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from api_service import targets_file
-from api_service.apply_plan import Outcome, Plan, Step, execute, plan
-from api_service.rules import LIVE_STATES
-from api_service.targets import Target, Targets
+from api_service.targets import file as targets_file
+from api_service.targets.apply import Outcome, Plan, Step, execute, plan
+from api_service.targets.service import Target, Targets
+from api_service.targets.states import LIVE_STATES
 from pingtrack.cli_targets import _call, _fail, _settings, console, probed
 from shared.errors import InvalidInput
 

@@ -15,8 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api_service.routes_fleet import ProberRow, fleet_rows
-from api_service.traceroute import Trace, latest_trace, trace_target
+from api_service.ops.fleet import ProberRow, fleet_rows
+from api_service.results.traceroute import Trace, latest_trace, trace_target
 from shared.db import TRANSIENT_DB_ERRORS, create_pool
 from shared.errors import NotFound, PingtrackError
 from shared.settings import Settings

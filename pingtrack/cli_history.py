@@ -17,10 +17,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from api_service import events as ev
-from api_service import series as sr
-from api_service import stats as st
-from api_service.pings import iso
+from api_service.history import events as ev
+from api_service.history import series as sr
+from api_service.history import stats as st
+from api_service.times import iso
 from pingtrack.cli_targets import parse_duration, parse_time
 from pingtrack.seed import SeedOptions, SeedReport, seed_history
 from shared.db import TRANSIENT_DB_ERRORS, create_pool

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api_service.storage import storage_report
+from api_service.ops.storage import storage_report
 from shared.errors import PingtrackError
 
 console = Console()

@@ -21,9 +21,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api_service import bulk, pings, probe
-from api_service.publisher import CommandPublisher
-from api_service.targets import Target, Targets
+from api_service.results import pings
+from api_service.targets import bulk, drafts
+from api_service.targets.publisher import CommandPublisher
+from api_service.targets.service import Target, Targets
+from api_service.times import as_utc, iso
 from shared.broker import BrokerLink
 from shared.constants import Topology
 from shared.db import TRANSIENT_DB_ERRORS, create_pool
@@ -108,7 +110,7 @@ def parse_duration(text: str) -> timedelta:
 
 def parse_time(text: str, option: str) -> datetime:
     try:
-        return pings.as_utc(datetime.fromisoformat(text))
+        return as_utc(datetime.fromisoformat(text))
     except ValueError:
         raise InvalidInput(f"{option} {text!r} is not an ISO 8601 time") from None
 
@@ -166,8 +168,8 @@ def _show(target: Target, headline: str) -> None:
     table.add_row("state", _state(target.state))
     table.add_row("interval", seconds(target.interval_ms))
     table.add_row("timeout", seconds(target.timeout_ms))
-    table.add_row("created", pings.iso(target.created_at))
-    table.add_row("stopped", "" if target.stopped_at is None else pings.iso(target.stopped_at))
+    table.add_row("created", iso(target.created_at))
+    table.add_row("stopped", "" if target.stopped_at is None else iso(target.stopped_at))
     table.add_row("last ping", f"{seen} {rtt}".strip())
     console.print(table)
 
@@ -231,7 +233,7 @@ def list_targets(
 ) -> None:
     """Targets with their state and last result (deleted ones only when asked);
     --tag keeps those carrying every given tag."""
-    targets = _call(lambda s: s.targets.list(state, probe.parse_tags(tags)))
+    targets = _call(lambda s: s.targets.list(state, drafts.parse_tags(tags)))
     now = datetime.now(UTC)
     table = Table("id", "probes", "name", "state", "interval", "last ping", "rtt")
     for target in targets:
@@ -338,19 +340,17 @@ def pings_command(
     table = Table("ts (UTC)", "rtt ms", "lost", "hops", "ttl")
     for p in rows:
         table.add_row(
-            pings.iso(p.ts),
+            iso(p.ts),
             "" if p.rtt_ms is None else f"{p.rtt_ms:.3f}",
             "[red]lost[/]" if p.lost else "",
             "" if p.hops is None else str(p.hops),
             "" if p.ttl is None else str(p.ttl),
         )
     console.print(table)
-    console.print(f"{len(rows)} ping(s) from {pings.iso(lo)} to {pings.iso(hi)}")
+    console.print(f"{len(rows)} ping(s) from {iso(lo)} to {iso(hi)}")
 
 
 async def _write_csv(pool: asyncpg.Pool, target_id: int, lo: datetime, hi: datetime) -> None:
-    async with pool.acquire() as conn:
-        await pings.ensure_target(conn, target_id)
-        async for chunk in pings.stream_csv(conn, target_id, lo, hi, None):
-            sys.stdout.write(chunk)
+    async for chunk in await pings.csv_chunks(pool, target_id, lo, hi):
+        sys.stdout.write(chunk)
     sys.stdout.flush()

@@ -24,13 +24,13 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 
-from api_service.history import load_ladder
 from pingtrack.seed_model import HOUR_US, History, Pieces, Planted, Shape, Upper, generate
+from shared.blocks import at_us_since_origin, us_since_origin
 from shared.errors import InvalidInput
+from shared.ladder import load_ladder
 
 log = logging.getLogger(__name__)
 
-ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _TRAILER = struct.pack(">h", -1)
 
@@ -172,10 +172,6 @@ async def write_history(
         await conn.execute("DELETE FROM ladder_dirty WHERE target_id = $1", target_id)
 
 
-def _us(ts: datetime) -> int:
-    return (ts - ORIGIN) // timedelta(microseconds=1)
-
-
 async def seed_history(
     pool: asyncpg.Pool, options: SeedOptions, progress: Callable[[int], None] | None = None
 ) -> SeedReport:
@@ -188,7 +184,7 @@ async def seed_history(
     began = time.perf_counter()
     now = datetime.now(UTC)
     end = options.end or now.replace(minute=0, second=0, microsecond=0)
-    end_us = _us(end) - _us(end) % HOUR_US
+    end_us = us_since_origin(end) - us_since_origin(end) % HOUR_US
     async with pool.acquire() as conn:
         ladder = await load_ladder(conn)
     raw = options.raw if options.raw is not None else ladder.raw_retention
@@ -200,18 +196,18 @@ async def seed_history(
     level1, *upper = ladder.levels
     shape = Shape(
         abs_tolerance_us=level1.abs_tolerance_us,
-        rel_tolerance=level1.rel_tolerance,
+        rel_tolerance=float(level1.rel_tolerance),
         upper=tuple(
-            Upper(lv.span // timedelta(microseconds=1), lv.abs_tolerance_us, lv.rel_tolerance,
-                  keep=0.05 / 5**i)
+            Upper(lv.max_span // timedelta(microseconds=1), lv.abs_tolerance_us,
+                  float(lv.rel_tolerance), keep=0.05 / 5**i)
             for i, lv in enumerate(upper)
         ),
     )  # fmt: skip
-    cut = {f"l{lv.level}": _us(now - lv.retention) for lv in ladder.levels}
-    cut["hourly"] = _us(now - ladder.hourly_retention)
+    cut = {f"l{lv.level}": us_since_origin(now - lv.retention) for lv in ladder.levels}
+    cut["hourly"] = us_since_origin(now - ladder.hourly_retention)
     report = SeedReport()
     async with pool.acquire() as conn:
-        first_day = (ORIGIN + timedelta(microseconds=end_us - raw_hours * HOUR_US)).date()
+        first_day = at_us_since_origin(end_us - raw_hours * HOUR_US).date()
         await conn.execute("SELECT ensure_ping_partitions($1, $2)", first_day, end.date())
         for i in range(options.targets):
             target_id = await conn.fetchval(
@@ -220,7 +216,7 @@ async def seed_history(
                 f"198.{18 + i // 65024 % 2}.{i // 254 % 256}.{i % 254 + 1}",
                 f"seed-{i}",
                 interval_us // 1000,
-                ORIGIN + timedelta(microseconds=start_us),
+                at_us_since_origin(start_us),
                 end,
             )
             history = generate(

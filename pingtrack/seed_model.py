@@ -57,14 +57,14 @@ class Shape:
 @dataclass(frozen=True)
 class Planted:
     kind: str
-    start_us: int  # µs since 2000-01-01: first ping of the event
+    start_us: int  # µs since the ladder origin (shared/blocks.py): first ping of the event
     end_us: int  # last ping of the event (a step or change: first ping after it)
     magnitude: float  # lost pings; hop delta; RTT delta in µs
 
 
 @dataclass
 class Pieces:
-    """Level-1 segments as columns; times in µs since 2000-01-01."""
+    """Level-1 segments as columns; times in µs since the ladder origin (shared/blocks.py)."""
 
     start_us: I64
     end_us: I64

@@ -6,32 +6,16 @@ from collections.abc import Collection
 
 import asyncpg
 
-from shared.codec import TargetSpec
+from shared.codec import SPEC_FIELDS, TargetSpec
 from shared.constants import SHARD_COUNT
 
-# `address` is the IP literal or the hostname (empty for http, which has its url).
-_COLUMNS = (
-    "id, coalesce(host(address), hostname, '') AS address, interval_ms, timeout_ms, state, rev,"
-    " kind, port, url, family, http_method, expect_status, expect_body"
-)
+# TargetSpec.address is the IP literal or the hostname (empty for http, which has its url).
+_ADDRESS = "coalesce(host(address), hostname, '') AS address"
+_COLUMNS = ", ".join(_ADDRESS if f.name == "address" else f.name for f in SPEC_FIELDS)
 
 
 def _spec(row: asyncpg.Record) -> TargetSpec:
-    return TargetSpec(
-        id=row["id"],
-        address=row["address"],
-        interval_ms=row["interval_ms"],
-        timeout_ms=row["timeout_ms"],
-        state=row["state"],
-        rev=row["rev"],
-        kind=row["kind"],
-        port=row["port"],
-        url=row["url"],
-        family=row["family"],
-        http_method=row["http_method"],
-        expect_status=row["expect_status"],
-        expect_body=row["expect_body"],
-    )
+    return TargetSpec(**{f.name: row[f.name] for f in SPEC_FIELDS})
 
 
 async def load_targets(

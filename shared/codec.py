@@ -9,26 +9,24 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import msgpack
 
 from shared.constants import MAX_RESULTS_MESSAGE_BYTES, MESSAGE_VERSION
 from shared.errors import MalformedMessage
-
-T = TypeVar("T")
+from shared.target_fields import FAMILIES, PROBE_KINDS, FieldInfo, ProbeOptions, field_infos
 
 TARGET_STATES = ("active", "paused", "stopped", "deleted")
-PROBE_KINDS = ("icmp", "tcp", "http")
-FAMILIES = ("any", "ipv4", "ipv6")
 
 
 @dataclass(frozen=True, slots=True)
-class TargetSpec:
+class TargetSpec(ProbeOptions):
     """What a prober needs to know of a target; `rev` orders the changes.
 
     `address` is an IP literal or a hostname the prober resolves (in `family`);
-    a `tcp` probe connects to address:port, an `http` probe fetches `url`.
+    a `tcp` probe connects to address:port, an `http` probe fetches `url`. The
+    probe options (kind, port, url, ...) come from ProbeOptions, as keywords.
     """
 
     id: int
@@ -37,17 +35,19 @@ class TargetSpec:
     timeout_ms: int
     state: str
     rev: int
-    kind: str = "icmp"
-    port: int | None = None
-    url: str | None = None
-    family: str = "any"
-    http_method: str = "GET"
-    expect_status: int | None = None
-    expect_body: str | None = None
 
     @property
     def active(self) -> bool:
         return self.state == "active"
+
+
+def _spec_fields() -> tuple[FieldInfo, ...]:
+    """TargetSpec's fields as a command carries them: its own first, then the options."""
+    every = list(field_infos(TargetSpec))
+    return tuple(sorted(every, key=lambda f: not f.required))
+
+
+SPEC_FIELDS = _spec_fields()
 
 
 class AddressRecord(NamedTuple):
@@ -262,27 +262,8 @@ def decode_batch(body: bytes, max_bytes: int = MAX_RESULTS_MESSAGE_BYTES) -> Res
 
 
 def encode_command(spec: TargetSpec) -> bytes:
-    body: bytes = msgpack.packb(
-        {
-            "v": MESSAGE_VERSION,
-            "target": {
-                "id": spec.id,
-                "address": spec.address,
-                "interval_ms": spec.interval_ms,
-                "timeout_ms": spec.timeout_ms,
-                "state": spec.state,
-                "rev": spec.rev,
-                "kind": spec.kind,
-                "port": spec.port,
-                "url": spec.url,
-                "family": spec.family,
-                "http_method": spec.http_method,
-                "expect_status": spec.expect_status,
-                "expect_body": spec.expect_body,
-            },
-        },
-        use_bin_type=True,
-    )
+    target = {f.name: getattr(spec, f.name) for f in SPEC_FIELDS}
+    body: bytes = msgpack.packb({"v": MESSAGE_VERSION, "target": target}, use_bin_type=True)
     return body
 
 
@@ -292,21 +273,7 @@ def decode_command(body: bytes) -> TargetSpec:
     if not isinstance(target, dict):
         raise MalformedMessage("command without target")
     try:
-        spec = TargetSpec(
-            id=int(target["id"]),
-            address=str(target["address"]),
-            interval_ms=int(target["interval_ms"]),
-            timeout_ms=int(target["timeout_ms"]),
-            state=str(target["state"]),
-            rev=int(target["rev"]),
-            kind=str(target.get("kind", "icmp")),
-            port=_optional(target, "port", int),
-            url=_optional(target, "url", str),
-            family=str(target.get("family", "any")),
-            http_method=str(target.get("http_method", "GET")),
-            expect_status=_optional(target, "expect_status", int),
-            expect_body=_optional(target, "expect_body", str),
-        )
+        spec = TargetSpec(**{f.name: f.read(target) for f in SPEC_FIELDS})
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedMessage(f"bad target in command: {exc!r}") from exc
     if spec.state not in TARGET_STATES:
@@ -316,8 +283,3 @@ def decode_command(body: bytes) -> TargetSpec:
     if spec.family not in FAMILIES:
         raise MalformedMessage(f"unknown address family {spec.family!r}")
     return spec
-
-
-def _optional(data: dict[str, Any], key: str, kind: type[T]) -> T | None:
-    value = data.get(key)
-    return None if value is None else kind(value)  # type: ignore[call-arg]

@@ -1,7 +1,8 @@
 """The contraction ladder as configured in the database, and its pg_cron schedule.
 
 The jobs themselves live in SQL (migrations/functions/ladder.sql); this module reads the
-configuration for Python callers and registers the jobs with pg_cron. pg_cron
+configuration for every Python caller (`load_ladder`: the API's history and storage
+reads, the seed generator, the tests) and registers the jobs with pg_cron. pg_cron
 lives in one database (`cron.database_name`) and runs each job in the database
 it names, so one cron database serves any number of pingtrack databases.
 """
@@ -25,13 +26,21 @@ ROUND_SQL = "CALL ladder_run()"
 EVERY_MINUTE = "* * * * *"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Level:
+    """One segment level: its tolerance, the block its segments never cross, its keep."""
+
     level: int
-    abs_tolerance_us: int
-    rel_tolerance: Fraction
-    max_span: timedelta
+    max_span: timedelta  # blocks of this length (shared/blocks.py) are never crossed
     retention: timedelta
+    abs_tolerance_us: int
+    rel_tolerance: Fraction  # exact, as the numeric column holds it
+    packed: bool = False  # ended days packed into one row per target (migrations 0030, 0031)
+
+    @property
+    def tier(self) -> str:
+        """The level's name as a tier of the API, and its table."""
+        return f"segments_l{self.level}"
 
     def tolerance(self) -> Tolerance:
         return Tolerance(
@@ -41,21 +50,46 @@ class Level:
         )
 
 
-async def load_levels(conn: asyncpg.Connection) -> list[Level]:
-    rows = await conn.fetch(
-        "SELECT level, abs_tolerance_us, rel_tolerance::text AS rel, max_span, retention"
+@dataclass(frozen=True, slots=True)
+class Ladder:
+    """Tables ladder_levels and ladder_settings: what every tier keeps, and for how long."""
+
+    levels: tuple[Level, ...]  # finest first
+    raw_retention: timedelta
+    hourly_retention: timedelta
+    # A day's raw pings are packed once it ended this long ago.
+    pack_after: timedelta = timedelta(days=1)
+
+    def level(self, tier: str) -> Level | None:
+        """The level named `tier` (segments_l<n>), None for another tier."""
+        return next((lv for lv in self.levels if lv.tier == tier), None)
+
+
+async def load_ladder(conn: asyncpg.Connection) -> Ladder:
+    """The ladder as configured now: every Python reader of it starts here."""
+    levels = await conn.fetch(
+        "SELECT level, max_span, retention, abs_tolerance_us, rel_tolerance::text AS rel, packed"
         " FROM ladder_levels ORDER BY level"
     )
-    return [
-        Level(
-            level=r["level"],
-            abs_tolerance_us=r["abs_tolerance_us"],
-            rel_tolerance=Fraction(r["rel"]),
-            max_span=r["max_span"],
-            retention=r["retention"],
-        )
-        for r in rows
-    ]
+    settings = await conn.fetchrow(
+        "SELECT raw_retention, hourly_retention, pack_after FROM ladder_settings"
+    )
+    return Ladder(
+        levels=tuple(
+            Level(
+                level=r["level"],
+                max_span=r["max_span"],
+                retention=r["retention"],
+                abs_tolerance_us=r["abs_tolerance_us"],
+                rel_tolerance=Fraction(r["rel"]),
+                packed=r["packed"],
+            )
+            for r in levels
+        ),
+        raw_retention=settings["raw_retention"],
+        hourly_retention=settings["hourly_retention"],
+        pack_after=settings["pack_after"],
+    )
 
 
 def cron_job_name(database: str) -> str:

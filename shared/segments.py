@@ -24,8 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-# date_bin origin used by the SQL: blocks are aligned to 2000-01-01T00:00:00Z.
-ORIGIN_US = 946_684_800_000_000
+from shared.blocks import ORIGIN_US
+
 HOUR_US = 3_600_000_000
 # ladder_settings defaults (migration 0006): a gap longer than
 # max(3 s, 3 x interval) between two pings ends a segment.

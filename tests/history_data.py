@@ -48,11 +48,13 @@ def make_pings(start: datetime, seed: int) -> list[tuple[datetime, int | None, i
     return out
 
 
-async def create_target(conn: asyncpg.Connection, created: datetime) -> int:
+async def create_target(
+    conn: asyncpg.Connection, created: datetime, address: str | None = None
+) -> int:
     target_id: int = await conn.fetchval(
         "INSERT INTO targets (address, interval_ms, timeout_ms, state, created_at)"
         " VALUES ($1::inet, 1000, 1000, 'stopped', $2) RETURNING id",
-        unique_address(),
+        address or unique_address(),
         created,
     )
     return target_id
@@ -74,14 +76,19 @@ async def insert_pings(
     )
 
 
-async def laddered(database_url: str, days_ago: int = 3) -> Laddered:
-    """Six hours from midnight `days_ago` days back, every tier built from raw and packed."""
+async def laddered(
+    database_url: str, days_ago: int = 3, address: str | None = None, seed: int | None = None
+) -> Laddered:
+    """Six hours from midnight `days_ago` days back, every tier built from raw and packed.
+
+    `address` and `seed` make the target and its pings the same from run to run.
+    """
     midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = midnight - timedelta(days=days_ago)
     conn = await asyncpg.connect(database_url)
     try:
-        target_id = await create_target(conn, start - timedelta(days=1))
-        pings = make_pings(start, next(_seq))
+        target_id = await create_target(conn, start - timedelta(days=1), address)
+        pings = make_pings(start, next(_seq) if seed is None else seed)
         await insert_pings(conn, target_id, pings)
         while await conn.fetchval("SELECT ladder_rollup()"):
             pass

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api_service import pings, rules
+from api_service.results import pings
+from api_service.targets import drafts, probe, states
 from shared.errors import Conflict, InvalidInput
 
 
@@ -24,7 +25,7 @@ from shared.errors import Conflict, InvalidInput
     ],
 )
 def test_addresses_are_normalised(raw: str, stored: str) -> None:
-    assert rules.parse_address(raw) == stored
+    assert probe.parse_address(raw) == stored
 
 
 @pytest.mark.parametrize(
@@ -33,32 +34,32 @@ def test_addresses_are_normalised(raw: str, stored: str) -> None:
 )
 def test_non_unicast_or_non_literal_addresses_are_refused(raw: str) -> None:
     with pytest.raises(InvalidInput):
-        rules.parse_address(raw)
+        probe.parse_address(raw)
 
 
 @pytest.mark.parametrize(
     ("seconds", "ms"), [(0.1, 100), (1, 1000), (2.5, 2500), (3600, 3_600_000), (0.1234, 123)]
 )
 def test_intervals_in_range_become_milliseconds(seconds: float, ms: int) -> None:
-    assert rules.interval_ms(seconds) == ms
+    assert drafts.interval_ms(seconds) == ms
 
 
 @pytest.mark.parametrize("seconds", [0.099, 0, -1, 3600.5, float("nan"), float("inf")])
 def test_intervals_out_of_range_are_refused(seconds: float) -> None:
     with pytest.raises(InvalidInput, match=r"interval_s must be between 0\.1 and 3600 seconds"):
-        rules.interval_ms(seconds)
+        drafts.interval_ms(seconds)
 
 
 @pytest.mark.parametrize("seconds", [0.049, 60.01])
 def test_timeouts_out_of_range_are_refused(seconds: float) -> None:
     with pytest.raises(InvalidInput, match=r"timeout_s must be between 0\.05 and 60 seconds"):
-        rules.timeout_ms(seconds)
+        drafts.timeout_ms(seconds)
 
 
 def test_names_are_trimmed_and_blank_means_none() -> None:
-    assert rules.clean_name("  core router ") == "core router"
-    assert rules.clean_name("   ") is None
-    assert rules.clean_name(None) is None
+    assert drafts.clean_name("  core router ") == "core router"
+    assert drafts.clean_name("   ") is None
+    assert drafts.clean_name(None) is None
 
 
 @pytest.mark.parametrize(
@@ -77,7 +78,7 @@ def test_names_are_trimmed_and_blank_means_none() -> None:
     ],
 )
 def test_allowed_transitions(action: str, current: str, result: str | None) -> None:
-    assert rules.next_state(action, current, 7) == result
+    assert states.next_state(action, current, 7) == result
 
 
 @pytest.mark.parametrize(
@@ -92,15 +93,15 @@ def test_allowed_transitions(action: str, current: str, result: str | None) -> N
 )
 def test_ended_targets_only_move_to_deleted(action: str, current: str) -> None:
     with pytest.raises(Conflict, match=f"target 7 is {current}; it cannot be"):
-        rules.next_state(action, current, 7)
+        states.next_state(action, current, 7)
 
 
 def test_state_filter_hides_deleted_by_default() -> None:
-    assert rules.parse_state_filter(None) == ("active", "paused", "stopped")
-    assert rules.parse_state_filter("all") == ("active", "paused", "stopped", "deleted")
-    assert rules.parse_state_filter("paused") == ("paused",)
+    assert states.parse_state_filter(None) == ("active", "paused", "stopped")
+    assert states.parse_state_filter("all") == ("active", "paused", "stopped", "deleted")
+    assert states.parse_state_filter("paused") == ("paused",)
     with pytest.raises(InvalidInput, match="unknown state 'zombie'"):
-        rules.parse_state_filter("zombie")
+        states.parse_state_filter("zombie")
 
 
 @given(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from api_service import drafts, probe
-from api_service.probe import Probe, parse_probe
+from api_service.targets import drafts, probe
+from api_service.targets.probe import Probe, parse_probe
 from shared.errors import InvalidInput
 from shared.settings import Settings
 
@@ -121,11 +121,11 @@ def test_a_hostname_tcp_probe_keeps_its_family() -> None:
 
 
 def test_tags_are_sorted_and_deduplicated_and_checked() -> None:
-    assert probe.parse_tags(["b", "a", "b"]) == ["a", "b"]
+    assert drafts.parse_tags(["b", "a", "b"]) == ["a", "b"]
     with pytest.raises(InvalidInput, match="tag 'has space' is not valid"):
-        probe.parse_tags(["has space"])
+        drafts.parse_tags(["has space"])
     with pytest.raises(InvalidInput, match="at most 32 tags"):
-        probe.parse_tags([f"t{i}" for i in range(33)])
+        drafts.parse_tags([f"t{i}" for i in range(33)])
 
 
 def test_tcp_and_http_have_interval_floors_from_the_settings() -> None:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from api_service import drafts
+from api_service.targets import drafts
 from shared.destinations import Destinations, networks
 from shared.errors import ConfigError, InvalidInput
 from shared.settings import Settings, load_settings

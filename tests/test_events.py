@@ -9,19 +9,15 @@ import asyncpg
 import httpx
 import pytest
 
-from api_service import events as ev
-from api_service import stats as st
+from api_service.history import events as ev
+from api_service.history import stats as st
 from pingtrack.seed import SeedOptions, SeedReport, seed_history
+from shared.blocks import at_us_since_origin
 from shared.settings import Settings
 from tests.api_client import api_client
 from tests.history_data import LOSS_AT, LOSS_LEN, ROUTE_AT, STEP_AT, Laddered, laddered
 
 END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-def _ts(us: int) -> datetime:
-    return ORIGIN + timedelta(microseconds=us)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +46,10 @@ async def test_events_of_laddered_raw_are_the_planted_ones(
 ) -> None:
     got = await ev.events(pool, data.target_id, data.start, data.end)
     assert got.tier == "segments_l1"
-    found = [(e.kind, _ts(e.start_us), _ts(e.end_us), e.magnitude) for e in got.events]
+    found = [
+        (e.kind, at_us_since_origin(e.start_us), at_us_since_origin(e.end_us), e.magnitude)
+        for e in got.events
+    ]
     loss_end = data.start + LOSS_AT + timedelta(seconds=LOSS_LEN - 1)
     assert found[0] == ("loss", data.start + LOSS_AT, loss_end, LOSS_LEN)
     kind, _start, end, magnitude = found[1]
@@ -80,14 +79,14 @@ async def test_seeded_events_are_found_at_every_age(
     kinds = {"loss", "hop_change"} | ({"latency_shift"} if shifts else set())
     # a shift or hop change is timed by its first ping at the new level; a loss by its first loss
     found = {
-        (e.kind, _ts(e.start_us if e.kind == "loss" else e.end_us))
+        (e.kind, at_us_since_origin(e.start_us if e.kind == "loss" else e.end_us))
         for e in got.events
         if e.kind in kinds
     }
     planted = {
-        (p.kind, _ts(p.start_us))
+        (p.kind, at_us_since_origin(p.start_us))
         for p in seeded.planted[target]
-        if p.kind in kinds and lo <= _ts(p.start_us) < hi
+        if p.kind in kinds and lo <= at_us_since_origin(p.start_us) < hi
     }
     assert len(planted) >= 5
     assert found == planted
@@ -127,7 +126,7 @@ async def test_stats_across_retention_edges_read_each_stretch_from_its_finest_le
     lo, hi = END - timedelta(days=60), END - timedelta(days=3)
     got = await st.stats(pool, target, lo, hi)
     assert got.tier == "hourly+segments_l2+segments_l1"
-    planted = [p for p in seeded.planted[target] if lo <= _ts(p.start_us) < hi]
+    planted = [p for p in seeded.planted[target] if lo <= at_us_since_origin(p.start_us) < hi]
     assert got.loss_runs == sum(p.kind == "loss" for p in planted)
     assert got.hop_changes == sum(p.kind == "hop_change" for p in planted)
     assert got.lost == sum(int(p.magnitude) for p in planted if p.kind == "loss")

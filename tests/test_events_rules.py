@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from api_service.event_rules import HOP_CHANGE, LATENCY_SHIFT, LOSS, Event, Rules, Seg, detect
+from api_service.history.event_detection import (
+    HOP_CHANGE,
+    LATENCY_SHIFT,
+    LOSS,
+    Event,
+    Rules,
+    Seg,
+    detect,
+)
 
 S = 1_000_000
 RULES = Rules(abs_us=5000, rel=0.2, min_plateau_us=300 * S)

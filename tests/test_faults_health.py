@@ -3,7 +3,7 @@ produced for real in tests/test_faults.py)."""
 
 from __future__ import annotations
 
-from api_service.health import FleetState, QueueState, degraded_reasons
+from api_service.ops.health import FleetState, QueueState, degraded_reasons
 
 HEALTHY_QUEUE = QueueState(depth=0, consumers=1)
 HEALTHY_FLEET = FleetState(active_targets=3, live_probers=1, stale_total=0, stale=[])

@@ -22,7 +22,7 @@ import asyncpg
 import pytest
 
 from shared.codec import ResultBatch
-from shared.ladder import ROUND_SQL, load_levels
+from shared.ladder import ROUND_SQL, load_ladder
 from shared.segments import HOUR_US, Ping, Segment, Tolerance, block_of, build_ladder, max_gap_us
 from tests.conftest import eventually
 from tests.test_rollups import insert, ladder_of, new_target, raw_of, steady_hour, us_of
@@ -310,7 +310,7 @@ async def test_late_pings_written_during_ladder_rounds_reach_every_tier(
     assert await dirty_marks(ladder) == 0
     assert rounds >= MIN_ROUNDS, f"only {rounds} rounds overlapped {writing_s:.1f} s of writes"
 
-    tolerances = [lv.tolerance() for lv in await load_levels(ladder)]
+    tolerances = [lv.tolerance() for lv in (await load_ladder(ladder)).levels]
     accounts: Counter[tuple[str, str]] = Counter()
     differ = []
     for target in targets:

@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
-from api_service.ladder_health import (
+from api_service.ops.ladder_health import (
     CronRun,
     LadderHealth,
     cron_last_run,
@@ -53,11 +53,11 @@ async def client(own_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def hours_ago(n: int) -> str:
-    return f"date_bin('1 hour', now(), '2000-01-01 UTC') - interval '{n} hours'"
+    return f"date_bin('1 hour', now(), ladder_origin()) - interval '{n} hours'"
 
 
 def days_ago(n: int) -> str:
-    return f"date_bin('1 day', now(), '2000-01-01 UTC') - interval '{n} days'"
+    return f"date_bin('1 day', now(), ladder_origin()) - interval '{n} days'"
 
 
 async def ping_hour(conn: asyncpg.Connection, target: int, start: str) -> None:

@@ -28,9 +28,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from api_service.health import FleetState, QueueState, degraded_reasons
-from api_service.metrics import fleet_families, render
-from api_service.routes_fleet import ProberRow
+from api_service.ops.fleet import ProberRow
+from api_service.ops.health import FleetState, QueueState, degraded_reasons
+from api_service.ops.metrics import fleet_families, render
 from prober_service.local_failures import LOCAL_ERRNOS, LOCAL_REASONS, errno_reason
 from prober_service.probe_outcome import os_error_reason
 from shared.settings import Settings

@@ -17,8 +17,8 @@ import aiormq
 import aiormq.abc
 import pytest
 
-from api_service.metrics import fleet_families, render
-from api_service.routes_fleet import ProberRow
+from api_service.ops.fleet import ProberRow
+from api_service.ops.metrics import fleet_families, render
 from prober_service.publisher import Publisher
 from prober_service.spool import Spool
 from prober_service.spool_dir import prober_directory

@@ -13,18 +13,18 @@ import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from shared.blocks import ORIGIN, ORIGIN_US
 from shared.ladder import (
     ROUND_SQL,
     cron_job_name,
     cron_unavailable_reason,
-    load_levels,
+    load_ladder,
     schedule_ladder,
     unschedule_ladder,
 )
-from shared.segments import ORIGIN_US, Ping, Segment, Tolerance, build_ladder, max_gap_us
+from shared.segments import Ping, Segment, Tolerance, build_ladder, max_gap_us
 from tests.test_segments import assert_ladder_invariants, series
 
-EPOCH = datetime.fromtimestamp(ORIGIN_US / 1e6, UTC)
 _ids = itertools.count(os.getpid() * 100_000)
 
 
@@ -33,11 +33,11 @@ def new_target() -> int:
 
 
 def ts_of(us: int) -> datetime:
-    return EPOCH + timedelta(microseconds=us - ORIGIN_US)
+    return ORIGIN + timedelta(microseconds=us - ORIGIN_US)
 
 
 def us_of(ts: datetime) -> int:
-    return ORIGIN_US + (ts - EPOCH) // timedelta(microseconds=1)
+    return ORIGIN_US + (ts - ORIGIN) // timedelta(microseconds=1)
 
 
 def days_ago_midnight_us(days: int) -> int:
@@ -111,8 +111,8 @@ async def segments_of(conn: asyncpg.Connection, target: int, level: int) -> list
 
 
 async def ladder_of(conn: asyncpg.Connection, target: int) -> list[list[Segment]]:
-    levels = await load_levels(conn)
-    return [await segments_of(conn, target, lv.level) for lv in levels]
+    ladder = await load_ladder(conn)
+    return [await segments_of(conn, target, lv.level) for lv in ladder.levels]
 
 
 async def hourly_of(conn: asyncpg.Connection, target: int) -> list[tuple[object, ...]]:
@@ -133,7 +133,7 @@ def tolerances(database_url: str) -> list[Tolerance]:
         conn = await asyncpg.connect(database_url)
         try:
             await conn.execute("SELECT ensure_ping_partitions(current_date - 130, current_date)")
-            return [lv.tolerance() for lv in await load_levels(conn)]
+            return [lv.tolerance() for lv in (await load_ladder(conn)).levels]
         finally:
             await conn.close()
 
@@ -210,7 +210,8 @@ async def test_rollup_twice_and_concurrently_gives_the_same_rows(
     assert [h[1] for h in first_hourly] == [1800, 1800]  # counts per hour, none doubled
     # Mark every block dirty again: the rebuild must not change a row.
     await conn.execute(
-        "INSERT INTO ladder_dirty SELECT DISTINCT target_id, date_bin('1 hour', ts, '2000-01-01')"
+        "INSERT INTO ladder_dirty"
+        " SELECT DISTINCT target_id, date_bin('1 hour', ts, ladder_origin())"
         " FROM pings WHERE target_id = $1",
         target,
     )

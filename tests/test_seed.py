@@ -8,7 +8,7 @@ import asyncpg
 import numpy as np
 import pytest
 
-from api_service import series as sr
+from api_service.history import series as sr
 from pingtrack.seed import SeedOptions, SeedReport, binary_copy, seed_history
 from pingtrack.seed_model import HOUR_US, generate
 
@@ -72,7 +72,7 @@ async def test_each_age_is_in_its_tier(seeded: SeedReport, pool: asyncpg.Pool) -
             "SELECT count(*) FROM ladder_dirty WHERE target_id = $1", target
         )
         row_form_days = await conn.fetchval(  # of the packed levels: only days not ended
-            "SELECT count(DISTINCT (level, date_bin('1 day', start_ts, '2000-01-01')))"
+            "SELECT count(DISTINCT (level, date_bin('1 day', start_ts, ladder_origin())))"
             " FROM segments WHERE target_id = $1 AND level IN"
             " (SELECT level FROM ladder_levels WHERE packed)",
             target,

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.blocks import ORIGIN_US
 from shared.segments import (
     DEFAULT_MAX_GAP_US,
     HOUR_US,
-    ORIGIN_US,
     Ping,
     Segment,
     Tolerance,

@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 import pytest
 
-from api_service import series as sr
+from api_service.history import series as sr
 from shared.settings import Settings
 from tests.api_client import api_client
 from tests.history_data import HOURS, Laddered, create_target, insert_pings, laddered, make_pings

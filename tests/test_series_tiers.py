@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api_service import buckets as bk
-from api_service.tier_choice import (
+from api_service.history import buckets as bk
+from api_service.history.tier_choice import (
     HOUR,
-    ORIGIN,
-    LadderSpec,
-    LevelSpec,
     coarser,
     grid_for,
     level_pieces,
@@ -21,13 +19,15 @@ from api_service.tier_choice import (
     plan_series,
     tail_start,
 )
+from shared.blocks import ORIGIN
+from shared.ladder import Ladder, Level
 
 NOW = datetime(2026, 6, 1, 12, 34, 56, tzinfo=UTC)
-LADDER = LadderSpec(
+LADDER = Ladder(
     levels=(
-        LevelSpec(1, HOUR, timedelta(days=30), 5000, 0.2),
-        LevelSpec(2, timedelta(days=1), timedelta(days=90), 15000, 0.5),
-        LevelSpec(3, timedelta(days=1), timedelta(days=1826), 100000, 3.0),
+        Level(1, HOUR, timedelta(days=30), 5000, Fraction("0.2")),
+        Level(2, timedelta(days=1), timedelta(days=90), 15000, Fraction("0.5")),
+        Level(3, timedelta(days=1), timedelta(days=1826), 100000, Fraction(3)),
     ),
     raw_retention=timedelta(days=14),
     hourly_retention=timedelta(days=1826),

@@ -10,9 +10,9 @@ import httpx
 import numpy as np
 import pytest
 
-from api_service import stats as st
-from api_service.history import load_ladder
-from api_service.tier_choice import level_pieces
+from api_service.history import stats as st
+from api_service.history.tier_choice import level_pieces
+from shared.ladder import load_ladder
 from shared.settings import Settings
 from tests.api_client import api_client
 from tests.history_data import (
@@ -145,18 +145,6 @@ async def test_targets_show_loss_over_the_last_minute(
     assert listed[target]["last_minute"]["lost"] == 13
 
 
-def test_segment_figures_weigh_means_by_pings_and_join_lost_segments() -> None:
-    count = np.array([10, 3, 2, 80, 1, 4])
-    lost = np.array([0, 3, 2, 0, 1, 0])
-    sum_us = np.array([10 * 5.0, 0, 0, 80 * 20.0, 0, 4 * 90.0])
-    hops = np.array([7, -1, -1, 8, -1, 8])
-    got = st.segment_figures(count, lost, sum_us, hops)
-    assert (got.p50_us, got.p95_us, got.p99_us) == (20.0, 20.0, 90.0)
-    assert (got.loss_runs, got.outage_pings, got.hop_changes) == (2, 5, 1)
-    none = st.segment_figures(*(np.array([], dtype=np.int64),) * 4)
-    assert none.p50_us is None and none.loss_runs == 0
-
-
 async def test_figures_reduced_in_the_database_match_every_segment_read(
     data: Laddered, pool: asyncpg.Pool
 ) -> None:
@@ -178,16 +166,3 @@ async def test_figures_reduced_in_the_database_match_every_segment_read(
         # the grid cell's lowest mean: at most one cell (0.1 %) below the exact pick
         assert a * (1 - 1.001 / st.GRID_CELLS) <= b <= a, key
         assert abs(a - b) <= max(spec.abs_tolerance_us, spec.rel_tolerance * a), key
-
-
-def test_weighted_percentiles_pick_the_smallest_mean_holding_each_share() -> None:
-    means = np.array([30.0, 10.0, 20.0])
-    weights = np.array([2, 93, 5])
-    assert st.weighted_percentiles(means, weights) == [10.0, 20.0, 30.0]
-    assert st.weighted_percentiles(np.array([]), np.array([], dtype=np.int64)) == [None] * 3
-
-
-def test_run_figures_skip_lost_segments_between_hop_comparisons() -> None:
-    lost = np.array([0, 4, 0, 0, 1, 0])
-    hops = np.array([7, -1, 7, 8, -1, 8])
-    assert st.run_figures(lost, hops) == (1, 2, 4)

@@ -1,99 +1,16 @@
-"""GET /storage: measured bytes per tier, and the projection's arithmetic."""
+"""GET /storage: measured bytes per tier (the projection's arithmetic: test_projection.py)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
 import pytest
 
-from api_service.storage import (
-    DAY_S,
-    YEAR_DAYS,
-    Figure,
-    Figures,
-    Ladder,
-    LevelConfig,
-    project,
-)
-from shared.errors import InvalidInput
 from shared.settings import Settings
 from tests.api_client import api_client
-
-LADDER = Ladder(
-    levels=[LevelConfig(1, 3600, 90), LevelConfig(2, 86400, 1825)],
-    pack_after_days=1,
-    raw_retention_days=14,
-    hourly_retention_days=1825,
-)
-FIGURES = Figures(
-    raw_row_bytes_per_ping=Figure(84, "default"),
-    packed_bytes_per_ping=Figure(4, "default"),
-    segment_bytes=Figure(100, "default"),
-    hourly_bytes=Figure(200, "default"),
-    segments_per_ping={1: Figure(0.01, "default"), 2: Figure(0.001, "default")},
-)
-
-
-def test_projection_adds_up_tier_by_tier() -> None:
-    p = project(LADDER, FIGURES, targets=300, interval_s=1, years=5)
-    per_day = 300 * DAY_S
-    by = {t.tier: t for t in p.tiers}
-    assert by["raw_rows"].bytes == pytest.approx(per_day * 2 * 84)
-    assert by["raw_packed"].bytes == pytest.approx(per_day * 12 * 4)
-    assert by["segments_l1"].rows == pytest.approx(per_day * 0.01 * 90)
-    assert by["segments_l2"].bytes == pytest.approx(per_day * 0.001 * 1825 * 100)
-    assert by["hourly"].rows == 300 * 24 * 1825
-    assert p.total_bytes == pytest.approx(sum(t.bytes for t in p.tiers))
-    assert p.raw_only_bytes == pytest.approx(per_day * 5 * YEAR_DAYS * 84)
-    keep_all = p.total_bytes + per_day * (5 * YEAR_DAYS - 14) * 4
-    assert p.keep_every_ping_bytes == pytest.approx(keep_all)
-
-
-def test_a_segment_level_costs_at_least_one_row_per_block() -> None:
-    p = project(LADDER, FIGURES, targets=10, interval_s=3600, years=1)
-    by = {t.tier: t for t in p.tiers}
-    assert by["segments_l1"].rows == pytest.approx(10 * 24 * 90)  # one per hour, not 0.01 per ping
-    assert by["segments_l2"].rows == pytest.approx(10 * 365.25)
-    assert by["raw_packed"].retention_days == 12
-
-
-def test_packed_level_costs_rows_for_its_open_block_and_packed_for_the_rest() -> None:
-    packed = Ladder(
-        levels=[LevelConfig(1, 3600, 90), LevelConfig(2, 86400, 1825, packed=True)],
-        pack_after_days=1,
-        raw_retention_days=14,
-        hourly_retention_days=1825,
-    )
-    figures = replace(FIGURES, packed_segment_bytes=Figure(30, "default"))
-    by = {t.tier: t for t in project(packed, figures, targets=300, interval_s=1, years=5).tiers}
-    per_day = 300 * DAY_S * 0.001
-    assert by["segments_l2"].rows == pytest.approx(per_day * 1825)
-    assert by["segments_l2"].bytes == pytest.approx(per_day * (1 * 100 + 1824 * 30))
-    plain = {t.tier: t for t in project(LADDER, figures, targets=300, interval_s=1, years=5).tiers}
-    assert plain["segments_l1"].bytes == by["segments_l1"].bytes
-
-
-def test_a_packed_level_of_hour_blocks_keeps_its_open_day_as_rows() -> None:
-    packed = replace(LADDER, levels=[LevelConfig(1, 3600, 90, packed=True), LADDER.levels[1]])
-    figures = replace(FIGURES, packed_segment_bytes=Figure(30, "default"))
-    by = {t.tier: t for t in project(packed, figures, targets=300, interval_s=1, years=5).tiers}
-    per_day = 300 * DAY_S * 0.01
-    assert by["segments_l1"].rows == pytest.approx(per_day * 90)
-    assert by["segments_l1"].bytes == pytest.approx(per_day * (1 * 100 + 89 * 30))
-
-
-@pytest.mark.parametrize(
-    ("targets", "interval_s", "years"), [(0, 1, 5), (300, 0.01, 5), (300, 1, 0), (300, 1, 101)]
-)
-def test_projection_refuses_impossible_fleets(
-    targets: int, interval_s: float, years: float
-) -> None:
-    with pytest.raises(InvalidInput):
-        project(LADDER, FIGURES, targets, interval_s, years)
 
 
 @pytest.fixture

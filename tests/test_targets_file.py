@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from api_service import drafts, targets_file
-from api_service.apply_plan import Change, plan
-from api_service.targets import Target
-from api_service.targets_file import FileInvalid, load
+from api_service.targets import drafts
+from api_service.targets import file as targets_file
+from api_service.targets.apply import Change, plan
+from api_service.targets.file import FileInvalid, load
+from api_service.targets.service import Target
 from shared.settings import REPO_ROOT, Settings
 
 SETTINGS = Settings()

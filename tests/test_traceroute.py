@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from typer.testing import CliRunner
 
-from api_service.traceroute import Hop, Trace
+from api_service.results.traceroute import Hop, Trace
 from pingtrack.cli import app
 from pingtrack.cli_fleet import trace_table
 from shared.settings import Settings

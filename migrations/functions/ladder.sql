@@ -132,7 +132,7 @@ BEGIN
     FOR lv IN SELECT * FROM ladder_levels ORDER BY level LOOP
         FOR b IN
             SELECT DISTINCT t.target_id,
-                   date_bin(lv.max_span, t.hour, timestamptz '2000-01-01 00:00:00+00') AS blk
+                   date_bin(lv.max_span, t.hour, ladder_origin()) AS blk
             FROM unnest(targets, hours) AS t(target_id, hour)
         LOOP
             PERFORM ladder_build_segments(lv.level, b.target_id, b.blk, b.blk + lv.max_span);
@@ -297,7 +297,7 @@ LANGUAGE plpgsql AS $$
 BEGIN
     -- Sorted so that concurrent writers lock marks in one order (no deadlock).
     INSERT INTO ladder_dirty (target_id, hour)
-    SELECT DISTINCT target_id, date_bin(interval '1 hour', ts, timestamptz '2000-01-01 00:00:00+00')
+    SELECT DISTINCT target_id, date_bin(interval '1 hour', ts, ladder_origin())
     FROM new_pings
     ORDER BY 1, 2
     ON CONFLICT (target_id, hour) DO UPDATE SET hour = excluded.hour WHERE false;

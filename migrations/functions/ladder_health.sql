@@ -96,7 +96,7 @@ CREATE OR REPLACE FUNCTION ladder_lag()
 RETURNS TABLE (tier text, covered_to timestamptz)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    origin constant timestamptz := timestamptz '2000-01-01 00:00:00+00';
+    origin constant timestamptz := ladder_origin();
     cfg ladder_settings;
     lv ladder_levels;
     p record;

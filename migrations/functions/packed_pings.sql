@@ -50,7 +50,7 @@ LANGUAGE sql STABLE AS $$
         SELECT u.ts, u.rtt_us, u.ttl, u.hops
         FROM pings_packed k CROSS JOIN LATERAL unpack_pings(k) u
         WHERE k.target_id = p_target
-          AND k.block_start >= date_bin(interval '1 hour', p_from, timestamptz '2000-01-01 00:00:00+00')
+          AND k.block_start >= date_bin(interval '1 hour', p_from, ladder_origin())
           AND k.block_start < p_to
           AND u.ts >= p_from AND u.ts < p_to
     ) x
@@ -76,7 +76,7 @@ BEGIN
     EXECUTE format($q$
         CREATE TEMP TABLE ladder_pack_src ON COMMIT DROP AS
         SELECT target_id,
-               date_bin(interval '1 hour', ts, timestamptz '2000-01-01 00:00:00+00') AS blk,
+               date_bin(interval '1 hour', ts, ladder_origin()) AS blk,
                ts, rtt_us, ttl, hops
         FROM %s
     $q$, part);

@@ -147,7 +147,7 @@ BEGIN
     END IF;
 
     FOR r IN EXECUTE src USING p_target, p_from, p_to LOOP
-        blk := date_bin(lv.max_span, r.start_ts, timestamptz '2000-01-01 00:00:00+00');
+        blk := date_bin(lv.max_span, r.start_ts, ladder_origin());
         IF have AND blk = c_blk AND r.start_ts - c_end <= gap AND (r.lost > 0) = (c_lost > 0)
            AND r.hops IS NOT DISTINCT FROM c_hops AND r.ttl IS NOT DISTINCT FROM c_ttl THEN
             IF c_lost > 0 THEN
@@ -220,10 +220,10 @@ BEGIN
         span := ladder_pack_span(lv.max_span);
         -- Days (blocks) before this one ended settle_delay ago or more, and
         -- with them every build block in them.
-        lim := date_bin(span, now() - cfg.settle_delay, timestamptz '2000-01-01 00:00:00+00');
+        lim := date_bin(span, now() - cfg.settle_delay, ladder_origin());
         CREATE TEMP TABLE ladder_segpack_blocks ON COMMIT DROP AS
         SELECT DISTINCT s.target_id,
-               date_bin(span, s.start_ts, timestamptz '2000-01-01 00:00:00+00') AS blk
+               date_bin(span, s.start_ts, ladder_origin()) AS blk
         FROM segments s
         WHERE s.level = lv.level AND s.start_ts < lim
           AND (p_target IS NULL OR s.target_id = p_target)
@@ -235,7 +235,7 @@ BEGIN
             WITH moved AS (
                 DELETE FROM segments s USING ladder_segpack_blocks b
                 WHERE s.level = lv.level AND s.target_id = b.target_id
-                  AND date_bin(span, s.start_ts, timestamptz '2000-01-01 00:00:00+00') = b.blk
+                  AND date_bin(span, s.start_ts, ladder_origin()) = b.blk
                 RETURNING s.*, b.blk
             )
             INSERT INTO segments_packed
