@@ -6,8 +6,10 @@ second: `status` is `degraded` with one reason per problem when the database,
 the broker, the writer (nobody consumes the results queue) or the probers
 (none alive while targets are active) fail, when active targets have gone
 stale (no stored ping for 3 intervals), or when the ladder stopped, failed or
-discarded marks unsummarised (api_service/ladder_health.py). A stopped writer
-does not make the API unready: restarting the API would not help it.
+discarded marks unsummarised (api_service/ladder_health.py), or when the
+dead-letter queue holds more than its threshold (api_service/dead_letters.py).
+A stopped writer does not make the API unready: restarting the API would not
+help it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from api_service import dead_letters
+from api_service.dead_letters import reasons_check
 from api_service.deps import BrokerDep, PoolDep, SettingsDep
 from api_service.ladder_health import (
     LadderHealth,
@@ -33,6 +37,7 @@ from api_service.ladder_health import (
 from api_service.latest import STALE_INTERVALS, stale_targets_query
 from shared.broker import BrokerLink
 from shared.constants import PROBER_EXPIRY_S, Topology
+from shared.dead_letters import ReasonCount
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,7 @@ class HealthOut(BaseModel):
     checks: dict[str, object]
     stale_targets: dict[str, object]
     ladder: dict[str, object] | None
+    dead_letters: dict[str, object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,17 +181,23 @@ async def health(pool: PoolDep, broker: BrokerDep, settings: SettingsDep) -> JSO
     `resolve_error` set when the target's name does not resolve (so it is not probed);
     `ladder` tells the ladder's rounds, lag per tier and discarded marks.
     """
-    database, (broker_state, queue) = await asyncio.gather(
+    topology = Topology(settings.amqp_prefix)
+    database, (broker_state, queue), (_, dead) = await asyncio.gather(
         database_check(pool),
-        broker_check(broker, Topology(settings.amqp_prefix).results_queue),
+        broker_check(broker, topology.results_queue),
+        broker_check(broker, topology.dead_queue),
     )
     fleet: FleetState | None = None
     ladder: LadderHealth | None = None
+    counts: dict[str, ReasonCount] | None = None
     if database == "ok":
-        fleet, ladder = await asyncio.gather(
-            fleet_check(pool, settings.amqp_prefix), ladder_check(pool)
+        fleet, ladder, counts = await asyncio.gather(
+            fleet_check(pool, settings.amqp_prefix), ladder_check(pool), reasons_check(pool)
         )
     reasons = degraded_reasons(database, broker_state, queue, fleet)
+    threshold = settings.dead_letter_threshold
+    if too_many := dead_letters.degraded_reason(dead.depth, threshold, topology.dead_queue):
+        reasons.append(too_many)
     if ladder is not None:
         reasons += ladder_reasons(ladder, settings.ladder_stale_after)
     elif database == "ok":
@@ -198,6 +210,7 @@ async def health(pool: PoolDep, broker: BrokerDep, settings: SettingsDep) -> JSO
             "broker": broker_state,
             "results_queue_depth": queue.depth,
             "results_consumers": queue.consumers,
+            "dead_letter_queue_depth": dead.depth,
             "live_probers": None if fleet is None else fleet.live_probers,
             "active_targets": None if fleet is None else fleet.active_targets,
         },
@@ -206,6 +219,7 @@ async def health(pool: PoolDep, broker: BrokerDep, settings: SettingsDep) -> JSO
             "items": [] if fleet is None else fleet.stale,
         },
         "ladder": None if ladder is None else ladder_details(ladder),
+        "dead_letters": dead_letters.details(dead.depth, threshold, counts),
     }
     ready = database == "ok" and broker_state == "ok"
     return JSONResponse(body, status_code=200 if ready else 503)
