@@ -131,14 +131,19 @@ def _rows(letter: DeadLetter, limit: int) -> Table | None:
         if i == limit:
             break
         reason = reasons[i] if isinstance(reasons, list) and i < len(reasons) else ""
-        table.add_row(*(_short(repr(v), 30) for v in (target, _ts(ts), rtt, ttl, hops)), reason)
+        table.add_row(_raw(target), _ts(ts), _raw(rtt), _raw(ttl), _raw(hops), reason)
     return table
 
 
-def _ts(value: object) -> object:
+def _raw(value: object) -> str:
+    return _short(repr(value), 30)
+
+
+def _ts(value: object) -> str:
+    """A send time as the time it is, when it is one; else the raw value."""
     if type(value) is int and TS_MIN <= value <= TS_MAX:
         return datetime.fromtimestamp(value / 1e6, UTC).isoformat(timespec="microseconds")
-    return value
+    return _raw(value)
 
 
 def _verdict(letter: DeadLetter) -> str:

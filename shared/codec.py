@@ -151,7 +151,8 @@ def _unpack(body: bytes, max_bytes: int) -> dict[str, Any]:
     try:
         data = msgpack.unpackb(body, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types
-        raise MalformedMessage(f"not msgpack: {exc}", DeadReason.NOT_MSGPACK) from exc
+        why = str(exc) or type(exc).__name__  # some say nothing but their class
+        raise MalformedMessage(f"not msgpack: {why}", DeadReason.NOT_MSGPACK) from exc
     if not isinstance(data, dict):
         raise MalformedMessage(f"expected a map, got {type(data).__name__}")
     version = data.get("v")
