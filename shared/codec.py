@@ -208,27 +208,25 @@ def decode_results(
     pings = Table(tuple(PING_RULES), cols, row_problems(PING_RULES, cols))
     addresses = _section(data, "addr", ADDRESS_RULES)
     details = _section(data, "detail", DETAIL_RULES)
-    if details is not None:
+    if details is not None and (pings.refused or details.refused):
         refuse_together(
             [result_key(t, ts) for t, ts in zip(cols[0], cols[1], strict=True)],
             pings.problems,
             [result_key(t, ts) for t, ts in zip(*details.cols[:2], strict=True)],
             details.problems,
         )
-    good = ResultBatch(batch_id=batch_id, prober=prober)
-    for row in pings.rows(bad=False):
-        good.append(*row)
+    if pings.refused:
+        good = ResultBatch(batch_id=batch_id, prober=prober)
+        for row in pings.rows(bad=False):
+            good.append(*row)
+    else:  # the common case: the columns as they came
+        good = ResultBatch(batch_id, prober, *cols)
     good.addresses = [AddressRecord(*r) for r in addresses.rows(bad=False)] if addresses else []
     good.details = [ProbeDetail(*r) for r in details.rows(bad=False)] if details else []
-    invalid = Invalid(
-        derived_batch_id(batch_id, DeadReason.INVALID_VALUES),
-        prober,
-        pings,
-        addresses,
-        details,
-        len(targets),
-    )
-    return good, (invalid if invalid.reasons() else None)
+    if not any(table is not None and table.refused for table in (pings, addresses, details)):
+        return good, None
+    invalid_id = derived_batch_id(batch_id, DeadReason.INVALID_VALUES)
+    return good, Invalid(invalid_id, prober, pings, addresses, details, len(targets))
 
 
 def decode_batch(body: bytes, max_bytes: int = MAX_RESULTS_MESSAGE_BYTES) -> ResultBatch:
