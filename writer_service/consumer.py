@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -320,7 +320,7 @@ class Writer:
         self,
         channel: aiormq.abc.AbstractChannel,
         message: Message,
-        parts: tuple[DeadPart, ...] | list[DeadPart],
+        parts: Sequence[DeadPart],
         of_batch: bytes | None = None,
     ) -> bool:
         """Dead-letter `parts` of `message`; False when the broker refused one: the
