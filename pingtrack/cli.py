@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from pingtrack.cli_apply import apply_command, export_command
+from pingtrack.cli_dead_letters import dead_letters_app
 from pingtrack.cli_fleet import fleet_command, traceroute_command
 from pingtrack.cli_history import events_command, seed_command, series_command, stats_command
 from pingtrack.cli_storage import storage_command
@@ -22,6 +23,7 @@ from shared.settings import Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ping monitoring.")
 app.add_typer(target_app, name="target")
+app.add_typer(dead_letters_app, name="dead-letters")
 app.command("pings")(pings_command)
 app.command("apply")(apply_command)
 app.command("export")(export_command)

@@ -6,16 +6,32 @@ pings packs in a few bytes each and decodes without a dict per ping.
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import msgpack
 
-from shared.constants import MAX_RESULTS_MESSAGE_BYTES, MESSAGE_VERSION
+from shared.constants import MAX_RESULTS_MESSAGE_BYTES, MESSAGE_VERSION, DeadReason
 from shared.errors import MalformedMessage
 from shared.target_fields import FAMILIES, PROBE_KINDS, FieldInfo, ProbeOptions, field_infos
+from shared.validation import (
+    ADDRESS_RULES,
+    DETAIL_RULES,
+    PING_RULES,
+    Invalid,
+    Rule,
+    Table,
+    address_problems,
+    column_map,
+    columns,
+    refuse_together,
+    result_key,
+    row_problems,
+    shown,
+)
+
+T = TypeVar("T")
 
 TARGET_STATES = ("active", "paused", "stopped", "deleted")
 
@@ -109,10 +125,6 @@ class ResultBatch:
         self.hops.append(hops)
 
 
-def _columns(fields: tuple[str, ...], rows: list[Any]) -> dict[str, list[Any]]:
-    return {name: [row[i] for row in rows] for i, name in enumerate(fields)}
-
-
 def encode_batch(batch: ResultBatch) -> bytes:
     data: dict[str, Any] = {
         "v": MESSAGE_VERSION,
@@ -126,116 +138,63 @@ def encode_batch(batch: ResultBatch) -> bytes:
     }
     # Sections only when used: an ICMP batch stays as small as before.
     if batch.addresses:
-        data["addr"] = _columns(AddressRecord._fields, batch.addresses)
+        data["addr"] = column_map(AddressRecord._fields, batch.addresses)
     if batch.details:
-        data["detail"] = _columns(ProbeDetail._fields, batch.details)
+        data["detail"] = column_map(ProbeDetail._fields, batch.details)
     body: bytes = msgpack.packb(data, use_bin_type=True)
     return body
 
 
 def _unpack(body: bytes, max_bytes: int) -> dict[str, Any]:
     if len(body) > max_bytes:
-        raise MalformedMessage(f"message of {len(body)} bytes exceeds {max_bytes}")
+        raise MalformedMessage(
+            f"message of {len(body)} bytes exceeds {max_bytes}", DeadReason.TOO_BIG
+        )
     try:
         data = msgpack.unpackb(body, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types
-        raise MalformedMessage(f"not msgpack: {exc}") from exc
+        why = str(exc) or type(exc).__name__  # some say nothing but their class
+        raise MalformedMessage(f"not msgpack: {why}", DeadReason.NOT_MSGPACK) from exc
     if not isinstance(data, dict):
         raise MalformedMessage(f"expected a map, got {type(data).__name__}")
     version = data.get("v")
     if version != MESSAGE_VERSION:
-        raise MalformedMessage(f"unsupported message version {version!r}")
+        raise MalformedMessage(
+            f"unsupported message version {shown(version)}", DeadReason.BAD_VERSION
+        )
     return data
 
 
-def _int_column(
-    data: dict[str, Any], key: str, n: int, nullable: bool, lo: int, hi: int
-) -> list[Any]:
-    column = data.get(key)
-    if not isinstance(column, list) or len(column) != n:
-        raise MalformedMessage(f"column {key!r} missing or not of length {n}")
-    for value in column:
-        if value is None:
-            if not nullable:
-                raise MalformedMessage(f"column {key!r} has a null")
-        elif type(value) is not int or not lo <= value <= hi:
-            raise MalformedMessage(f"column {key!r} has an invalid value {value!r}")
-    return column
+def derived_batch_id(batch_id: bytes, part: str) -> bytes:
+    """The id of a batch's refused `part` (a DeadReason): the same on every
+    redelivery, so the part is stored once however often it is dead-lettered
+    and replayed."""
+    return uuid.uuid5(uuid.UUID(bytes=batch_id), part).bytes
 
 
-# Bounds that any real ping satisfies; anything else is corruption.
-_TS_MIN = 946_684_800_000_000  # 2000-01-01
-_TS_MAX = 4_102_444_800_000_000  # 2100-01-01
-_INT64 = 2**63 - 1
-# pings.rtt_us is a PostgreSQL integer: a larger RTT could be decoded but never stored.
-MAX_RTT_US = 2_147_483_647
-
-
-_TS_MAX_CERT = 253_402_300_799_000_000  # 9999-12-31, the latest X.509 date
-MAX_TEXT = 500
-
-
-def _str_column(data: dict[str, Any], key: str, n: int, max_len: int) -> list[str | None]:
-    column = data.get(key)
-    if not isinstance(column, list) or len(column) != n:
-        raise MalformedMessage(f"column {key!r} missing or not of length {n}")
-    for value in column:
-        if value is not None and (type(value) is not str or len(value) > max_len):
-            raise MalformedMessage(f"column {key!r} has an invalid value {value!r:.80}")
-    return column
-
-
-def _section(data: dict[str, Any], key: str) -> tuple[dict[str, Any], int] | None:
-    """An optional section: None when absent, its columns and length when well formed."""
+def _section(data: dict[str, Any], key: str, rules: dict[str, Rule]) -> Table | None:
+    """An optional section: None when absent, its columns when well formed."""
     section = data.get(key)
     if section is None:
         return None
     if not isinstance(section, dict) or not isinstance(section.get("target_id"), list):
         raise MalformedMessage(f"section {key!r} must be a map of columns")
-    return section, len(section["target_id"])
+    cols = columns(section, rules, len(section["target_id"]))
+    problems = address_problems(cols) if key == "addr" else row_problems(rules, cols)
+    return Table(tuple(rules), cols, problems)
 
 
-def _addresses(data: dict[str, Any]) -> list[AddressRecord]:
-    found = _section(data, "addr")
-    if found is None:
-        return []
-    s, n = found
-    targets = _int_column(s, "target_id", n, False, 1, _INT64)
-    ts = _int_column(s, "ts", n, False, _TS_MIN, _TS_MAX)
-    addresses = _str_column(s, "address", n, 45)
-    errors = _str_column(s, "error", n, MAX_TEXT)
-    for address, error in zip(addresses, errors, strict=True):
-        if (address is None) == (error is None):
-            raise MalformedMessage("an address record needs an address or an error, not both")
-        if address is not None:
-            try:
-                ipaddress.ip_address(address)
-            except ValueError:
-                raise MalformedMessage(f"not an IP address: {address!r:.60}") from None
-    return [AddressRecord(*row) for row in zip(targets, ts, addresses, errors, strict=True)]
+def decode_results(
+    body: bytes, max_bytes: int = MAX_RESULTS_MESSAGE_BYTES
+) -> tuple[ResultBatch, Invalid | None]:
+    """Decode a results message: its storable results under its own id, and
+    those it holds that no table could take, if any (None when there are none).
 
-
-def _details(data: dict[str, Any]) -> list[ProbeDetail]:
-    found = _section(data, "detail")
-    if found is None:
-        return []
-    s, n = found
-    columns = (
-        _int_column(s, "target_id", n, False, 1, _INT64),
-        _int_column(s, "ts", n, False, _TS_MIN, _TS_MAX),
-        _int_column(s, "status", n, True, 100, 599),
-        _int_column(s, "ttfb", n, True, 0, MAX_RTT_US),
-        _int_column(s, "cert_expires", n, True, 0, _TS_MAX_CERT),
-        _str_column(s, "error", n, MAX_TEXT),
-    )
-    return [ProbeDetail(*row) for row in zip(*columns, strict=True)]
-
-
-def decode_batch(body: bytes, max_bytes: int = MAX_RESULTS_MESSAGE_BYTES) -> ResultBatch:
-    """Decode and validate a results message; raise MalformedMessage with the reason.
-
-    Keys this version does not know are ignored (a newer prober may add some);
-    a known optional section that is malformed is an error like any column.
+    MalformedMessage (with its reason and code) when the message itself is
+    not one: not msgpack, too big, another version, not a map of equal-length
+    columns. Keys this version does not know are ignored (a newer prober may
+    add some); a known optional section that is malformed is an error like
+    any column.
     """
     data = _unpack(body, max_bytes)
     batch_id = data.get("id")
@@ -247,18 +206,38 @@ def decode_batch(body: bytes, max_bytes: int = MAX_RESULTS_MESSAGE_BYTES) -> Res
     targets = data.get("t")
     if not isinstance(targets, list):
         raise MalformedMessage("column 't' missing")
-    n = len(targets)
-    return ResultBatch(
-        batch_id=batch_id,
-        prober=prober,
-        target_ids=_int_column(data, "t", n, False, 1, _INT64),
-        ts=_int_column(data, "ts", n, False, _TS_MIN, _TS_MAX),
-        rtt=_int_column(data, "rtt", n, True, 0, MAX_RTT_US),
-        ttl=_int_column(data, "ttl", n, True, 0, 255),
-        hops=_int_column(data, "hops", n, True, 0, 255),
-        addresses=_addresses(data),
-        details=_details(data),
-    )
+    cols = columns(data, PING_RULES, len(targets))
+    pings = Table(tuple(PING_RULES), cols, row_problems(PING_RULES, cols))
+    addresses = _section(data, "addr", ADDRESS_RULES)
+    details = _section(data, "detail", DETAIL_RULES)
+    if details is not None and (pings.refused or details.refused):
+        refuse_together(
+            [result_key(t, ts) for t, ts in zip(cols[0], cols[1], strict=True)],
+            pings.problems,
+            [result_key(t, ts) for t, ts in zip(*details.cols[:2], strict=True)],
+            details.problems,
+        )
+    if pings.refused:
+        good = ResultBatch(batch_id=batch_id, prober=prober)
+        for row in pings.rows(bad=False):
+            good.append(*row)
+    else:  # the common case: the columns as they came
+        good = ResultBatch(batch_id, prober, *cols)
+    good.addresses = [AddressRecord(*r) for r in addresses.rows(bad=False)] if addresses else []
+    good.details = [ProbeDetail(*r) for r in details.rows(bad=False)] if details else []
+    if not any(table is not None and table.refused for table in (pings, addresses, details)):
+        return good, None
+    invalid_id = derived_batch_id(batch_id, DeadReason.INVALID_VALUES)
+    return good, Invalid(invalid_id, prober, pings, addresses, details, len(targets))
+
+
+def decode_batch(body: bytes, max_bytes: int = MAX_RESULTS_MESSAGE_BYTES) -> ResultBatch:
+    """Decode a results message of which every result can be stored; raise
+    MalformedMessage with the reason (the first refused result's) otherwise."""
+    batch, invalid = decode_results(body, max_bytes)
+    if invalid is not None:
+        raise MalformedMessage(invalid.reasons()[0], DeadReason.INVALID_VALUES)
+    return batch
 
 
 def encode_command(spec: TargetSpec) -> bytes:

@@ -22,4 +22,10 @@ class Conflict(PingtrackError):
 
 
 class MalformedMessage(PingtrackError):
-    """A message on the wire cannot be decoded; it goes to the dead-letter queue."""
+    """A message on the wire cannot be decoded; it goes to the dead-letter queue.
+
+    `code` is the reason in one word (shared/constants.py DeadReason for results)."""
+
+    def __init__(self, reason: str, code: str = "bad_shape") -> None:
+        super().__init__(reason)
+        self.code = code

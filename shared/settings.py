@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     # batch delivered again is recognised. Pings older than it (less a margin,
     # writer_service/store.py) are refused to the dead-letter queue as too_late.
     dedup_window_h: int = Field(168, ge=2, le=87_600)
+    # /health is degraded while the dead-letter queue holds more messages than this.
+    dead_letter_threshold: int = Field(100, ge=0)
 
     # /health is degraded when no ladder round completed for this long (pg_cron
     # runs one a minute; a catch-up round after an outage may take longer).

@@ -1,10 +1,12 @@
 """A fault-injecting TCP proxy for tests: put it between a client and PostgreSQL
-or RabbitMQ, then cut every connection (and refuse new ones) and resume."""
+or RabbitMQ, then cut every connection (and refuse new ones) and resume, or
+silence a connection at a chosen point of its protocol (`freeze_on`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 
 class TcpProxy:
@@ -16,6 +18,8 @@ class TcpProxy:
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self.connections = 0  # accepted so far
+        self._freeze_on: bytes | None = None
+        self.frozen = 0  # connections silenced by `freeze_on`
 
     @property
     def port(self) -> int:
@@ -50,6 +54,17 @@ class TcpProxy:
         if server is not None:
             await server.wait_closed()
 
+    def freeze_on(self, pattern: bytes) -> None:
+        """The next client chunk holding `pattern` goes through, then its connection
+        passes nothing more either way, open but silent (a server that stopped
+        answering), until cut. Once: later connections pass as usual."""
+        self._freeze_on = pattern
+
+    def _frozen(self, silent: asyncio.Event) -> None:
+        self._freeze_on = None
+        self.frozen += 1
+        silent.set()
+
     async def resume(self) -> None:
         await self.start()
 
@@ -70,9 +85,15 @@ class TcpProxy:
             writer.transport.abort()
             return
         self._writers.update((writer, up_writer))
+        silent = asyncio.Event()
+
+        def watch(data: bytes) -> None:
+            if self._freeze_on is not None and self._freeze_on in data:
+                self._frozen(silent)
+
         pipes = {
-            asyncio.ensure_future(_pipe(reader, up_writer)),
-            asyncio.ensure_future(_pipe(up_reader, writer)),
+            asyncio.ensure_future(_pipe(reader, up_writer, silent, watch)),
+            asyncio.ensure_future(_pipe(up_reader, writer, silent)),
         }
         self._pipes.update(pipes)
         try:
@@ -88,8 +109,17 @@ class TcpProxy:
                 w.transport.abort()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    silent: asyncio.Event,
+    watch: Callable[[bytes], None] | None = None,
+) -> None:
     with contextlib.suppress(ConnectionError, OSError):
         while data := await reader.read(65536):
+            if silent.is_set():
+                continue  # read and dropped: the other end sees no close, only silence
             writer.write(data)
             await writer.drain()
+            if watch is not None:
+                watch(data)

@@ -1,8 +1,9 @@
 """Result batches with resolution records and probe details: codec and writer.
 
 Old messages (no sections) still decode and store; unknown keys are ignored;
-a malformed section is dead-lettered with its reason; sections are written
-once with their batch, however often it is delivered.
+a malformed section is dead-lettered with its reason (a bad value: only its
+result, a ping with its probe detail); sections are written once with their
+batch, however often it is delivered.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def test_unknown_keys_are_ignored() -> None:
     assert len(decoded.details) == 2
 
 
-async def test_writer_stores_old_and_new_batches_and_dead_letters_bad_sections(
+async def test_writer_stores_old_and_new_batches_and_dead_letters_a_bad_probe_result(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
     old_target, new_target, bad_target = fresh_target_id(), fresh_target_id(), fresh_target_id()
@@ -115,8 +116,10 @@ async def test_writer_stores_old_and_new_batches_and_dead_letters_bad_sections(
         await publish(channel, settings, old, new, new, encode_batch(bad))
         await eventually(reached(writer, "dead_lettered", 1))
         await eventually(reached(writer, "duplicates", 1))
-        await eventually(reached(writer, "batches", 2))
-    assert writer.stats.addresses == 2 and writer.stats.details == 2
+        await eventually(reached(writer, "batches", 3))
+    # The bad batch's good results are stored: its two address records, its
+    # second ping and that ping's detail.
+    assert writer.stats.addresses == 4 and writer.stats.details == 3
     assert await pool.fetchval("SELECT rtt_us FROM pings WHERE target_id = $1", old_target) == 321
     addresses = await pool.fetch(
         "SELECT host(address) AS address, error FROM target_addresses"
@@ -135,6 +138,11 @@ async def test_writer_stores_old_and_new_batches_and_dead_letters_bad_sections(
         (200, 700, None, 1500, EXPIRES),
         (None, None, "timeout", None, None),
     ]
-    for table in ("pings", "target_addresses", "probe_details"):
+    # Its first ping went to the dead-letter queue with its detail (status 999).
+    for table, left in (("pings", 1), ("target_addresses", 2), ("probe_details", 1)):
         n = await pool.fetchval(f"SELECT count(*) FROM {table} WHERE target_id = $1", bad_target)
-        assert n == 0, table
+        assert n == left, table
+    assert (
+        await pool.fetchval("SELECT error FROM probe_details WHERE target_id = $1", bad_target)
+        == "timeout"
+    )

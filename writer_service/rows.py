@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from shared.codec import ResultBatch
+from shared.codec import ResultBatch, derived_batch_id
 from shared.constants import TOO_LATE
 
 COLUMNS = ("target_id", "ts", "rtt_us", "ttl", "hops")
@@ -73,7 +73,7 @@ def split_repeats(batches: Sequence[ResultBatch]) -> tuple[list[ResultBatch], li
 
 def late_batch_id(batch_id: bytes) -> bytes:
     """The id of a batch's too-late part: derived, so the same on every redelivery."""
-    return uuid.uuid5(uuid.UUID(bytes=batch_id), TOO_LATE).bytes
+    return derived_batch_id(batch_id, TOO_LATE)
 
 
 def split_late(batch: ResultBatch, oldest_us: int) -> tuple[ResultBatch, ResultBatch]:

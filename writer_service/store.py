@@ -13,6 +13,7 @@ from shared.backoff import retry
 from shared.codec import ResultBatch
 from shared.constants import TOO_LATE
 from shared.db import TRANSIENT_DB_ERRORS, create_pool
+from shared.dead_letters import ReasonCount, record_reasons
 from shared.settings import Settings
 from writer_service.rows import (
     COLUMNS,
@@ -44,10 +45,9 @@ HOUR = timedelta(hours=1)
 PRUNE_CHUNK = 5000
 
 
-def too_late_reason(
-    batch: ResultBatch, late: ResultBatch, oldest_us: int, dedup_window: timedelta
-) -> str:
-    """The dead-letter reason for `late`, the part of `batch` timed before `oldest_us`."""
+def too_late_reason(total: int, late: ResultBatch, oldest_us: int, dedup_window: timedelta) -> str:
+    """The dead-letter reason for `late`, the part of a message of `total` pings
+    timed before `oldest_us`."""
     before = datetime.fromtimestamp(oldest_us / 1e6, UTC).isoformat(timespec="seconds")
     extra = [
         f"{n} {what}"
@@ -55,7 +55,7 @@ def too_late_reason(
         if n
     ]
     return (
-        f"{TOO_LATE}: {len(late)} of {len(batch)} pings"
+        f"{TOO_LATE}: {len(late)} of {total} pings"
         f"{' (with ' + ', '.join(extra) + ')' if extra else ''} from before {before},"
         f" past the {dedup_window / HOUR:g} h dedup window less {LATE_MARGIN / HOUR:g} h:"
         " a replay of them could not be recognised"
@@ -219,6 +219,10 @@ class PingStore:
     async def ping(self) -> bool:
         async with self._pool.acquire(timeout=10) as conn:
             return bool(await conn.fetchval("SELECT 1", timeout=10) == 1)
+
+    async def count_dead_letters(self, counts: dict[str, ReasonCount]) -> None:
+        async with self._pool.acquire() as conn:
+            await record_reasons(conn, counts)
 
     async def prune_batch_ids(self) -> int:
         """Forget batch ids older than the dedup window, in small chunks (no long

@@ -8,8 +8,9 @@ or the probers (none alive while targets are active) fail, when active
 targets have gone stale (no stored ping for 3 intervals), when a live prober
 could not send some slots for a reason of its own lately
 (prober_service/local_failures.py), or when the ladder stopped, failed or
-discarded marks unsummarised (ladder_health.py). A stopped
-writer does not make the API unready: restarting the API would not help it.
+discarded marks unsummarised (ladder_health.py), or when the dead-letter
+queue holds more than its threshold (dead_letters.py). A stopped writer does
+not make the API unready: restarting the API would not help it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any
 import aiormq
 import asyncpg
 
+from api_service.ops import dead_letters
+from api_service.ops.dead_letters import reasons_check
 from api_service.ops.ladder_health import (
     LadderHealth,
     ladder_details,
@@ -33,6 +36,7 @@ from api_service.results.latest import STALE_INTERVALS, stale_targets_query
 from api_service.times import iso_offset
 from shared.broker import BrokerLink
 from shared.constants import PROBER_EXPIRY_S, Topology
+from shared.dead_letters import ReasonCount
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -178,17 +182,23 @@ class Health:
 
 async def check_health(pool: asyncpg.Pool, broker: BrokerLink, settings: Settings) -> Health:
     """Every check at once, each bounded by CHECK_TIMEOUT_S."""
-    database, (broker_state, queue) = await asyncio.gather(
+    topology = Topology(settings.amqp_prefix)
+    database, (broker_state, queue), (_, dead) = await asyncio.gather(
         database_check(pool),
-        broker_check(broker, Topology(settings.amqp_prefix).results_queue),
+        broker_check(broker, topology.results_queue),
+        broker_check(broker, topology.dead_queue),
     )
     fleet: FleetState | None = None
     ladder: LadderHealth | None = None
+    counts: dict[str, ReasonCount] | None = None
     if database == "ok":
-        fleet, ladder = await asyncio.gather(
-            fleet_check(pool, settings.amqp_prefix), ladder_check(pool)
+        fleet, ladder, counts = await asyncio.gather(
+            fleet_check(pool, settings.amqp_prefix), ladder_check(pool), reasons_check(pool)
         )
     reasons = degraded_reasons(database, broker_state, queue, fleet)
+    threshold = settings.dead_letter_threshold
+    if too_many := dead_letters.degraded_reason(dead.depth, threshold, topology.dead_queue):
+        reasons.append(too_many)
     if ladder is not None:
         reasons += ladder_reasons(ladder, settings.ladder_stale_after)
     elif database == "ok":
@@ -201,6 +211,7 @@ async def check_health(pool: asyncpg.Pool, broker: BrokerLink, settings: Setting
             "broker": broker_state,
             "results_queue_depth": queue.depth,
             "results_consumers": queue.consumers,
+            "dead_letter_queue_depth": dead.depth,
             "live_probers": None if fleet is None else fleet.live_probers,
             "active_targets": None if fleet is None else fleet.active_targets,
             "prober_local_failures": None if fleet is None else fleet.local_failures,
@@ -210,5 +221,6 @@ async def check_health(pool: asyncpg.Pool, broker: BrokerLink, settings: Setting
             "items": [] if fleet is None else fleet.stale,
         },
         "ladder": None if ladder is None else ladder_details(ladder),
+        "dead_letters": dead_letters.details(dead.depth, threshold, counts),
     }
     return Health(body, ready=database == "ok" and broker_state == "ok")

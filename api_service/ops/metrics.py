@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from api_service.ops.dead_letters import reasons_check
 from api_service.ops.fleet import ProberRow, fleet_rows
 from api_service.ops.health import broker_check, database_check, ladder_check
 from api_service.ops.ladder_health import LadderHealth
 from shared.broker import BrokerLink
 from shared.constants import Topology
+from shared.dead_letters import ReasonCount
 from shared.settings import Settings
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -167,11 +169,35 @@ def ladder_families(state: LadderHealth) -> list[Family]:
     return families
 
 
+def dead_letter_families(depth: int | None, counts: dict[str, ReasonCount] | None) -> list[Family]:
+    families = []
+    if depth is not None:
+        gauge = Family("pingtrack_dead_letter_queue_depth", "gauge", "Dead letters waiting.")
+        gauge.add(depth)
+        families.append(gauge)
+    if counts is not None:
+        messages = Family(
+            "pingtrack_dead_letters_total", "counter", "Messages dead-lettered, by reason code."
+        )
+        pings = Family(
+            "pingtrack_dead_letter_pings_total",
+            "counter",
+            "Pings in refused parts (invalid_values, too_late, …), by reason code.",
+        )
+        for code, count in counts.items():
+            messages.add(count.messages, reason=code)
+            pings.add(count.pings, reason=code)
+        families += [messages, pings]
+    return families
+
+
 async def metrics_text(pool: asyncpg.Pool, broker: BrokerLink, settings: Settings) -> str:
     """Every family, rendered: what /metrics answers."""
     topology = Topology(settings.amqp_prefix)
-    database, (broker_state, queue) = await asyncio.gather(
-        database_check(pool), broker_check(broker, topology.results_queue)
+    database, (broker_state, queue), (_, dead) = await asyncio.gather(
+        database_check(pool),
+        broker_check(broker, topology.results_queue),
+        broker_check(broker, topology.dead_queue),
     )
     up = Family("pingtrack_dependency_up", "gauge", "1 when the dependency answers.")
     up.add(float(database == "ok"), dependency="database")
@@ -187,6 +213,8 @@ async def metrics_text(pool: asyncpg.Pool, broker: BrokerLink, settings: Setting
         )
         consumers.add(queue.consumers)
         families.append(consumers)
+    counts = await reasons_check(pool) if database == "ok" else None
+    families += dead_letter_families(dead.depth, counts)
     if database == "ok":
         families += fleet_families(await fleet_rows(pool, settings.amqp_prefix))
         ladder = await ladder_check(pool)

@@ -34,6 +34,7 @@ class HealthOut(BaseModel):
     checks: dict[str, object]
     stale_targets: dict[str, object]
     ladder: dict[str, object] | None
+    dead_letters: dict[str, object]
 
 
 @health_router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
