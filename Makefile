@@ -4,7 +4,7 @@
 #
 #   make up      install what is missing, migrate, run api + prober + writer (Ctrl-C stops)
 #   make test    install what is missing, run the whole test suite
-#   make lint    ruff check, ruff format --check, mypy --strict on shared/
+#   make lint    ruff check, ruff format --check, mypy --strict on every package
 #   make bench   run every benchmark script under bench/ (each under the egress guard)
 #   make lock    re-pin requirements*.txt from pyproject.toml, with hashes (UPGRADE=1: newest)
 #   make docker-up / docker-down   the same stack in containers (see deploy/README.md)
@@ -12,6 +12,7 @@
 SHELL := /bin/bash
 BIN := .venv/bin
 PYTEST_ARGS ?=
+PACKAGES := shared api_service prober_service writer_service pingtrack
 COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
@@ -35,7 +36,7 @@ test:
 lint:
 	@bash deploy/setup.sh --python-only
 	@failed=0; \
-	for check in "ruff check ." "ruff format --check ." "mypy shared/"; do \
+	for check in "ruff check ." "ruff format --check ." "mypy $(PACKAGES)"; do \
 		echo "==> $$check"; $(BIN)/$$check || failed=1; \
 	done; \
 	exit $$failed
