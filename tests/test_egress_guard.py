@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,32 +28,28 @@ def test_pings_the_uplink_on_purpose():
 """
 
 
-def child_pytest(test_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "tests.egress_plugin",
-            "-p",
-            "tests.skip_policy",
-            "--rootdir",
-            str(test_dir),
-            "-o",
-            "asyncio_default_fixture_loop_scope=function",
-            str(test_dir),
-        ],
+@dataclass
+class Child:
+    pid: int
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def child_pytest(test_dir: Path, env: dict[str, str]) -> Child:
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    args += ["-p", "tests.egress_plugin", "-p", "tests.skip_policy", "--rootdir", str(test_dir)]
+    args += ["-o", "asyncio_default_fixture_loop_scope=function", str(test_dir)]
+    with subprocess.Popen(
+        args,
         cwd=test_dir,
         env={**os.environ, "PYTHONPATH": str(REPO), **env},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
-        check=False,
-    )
+    ) as process:
+        stdout, stderr = process.communicate(timeout=60)
+    return Child(process.pid, process.returncode, stdout, stderr)
 
 
 def echoes_received(namespace: Namespace) -> int:
@@ -91,7 +88,7 @@ def test_a_run_that_pings_out_is_failed_and_the_ping_never_arrives(tmp_path: Pat
     )
     assert after == before, "the guarded echo request reached the namespace"
     assert arrived == after + 1
-    assert not [t for t in guard_tables() if t != f"{TABLE_PREFIX}{os.getpid()}"]
+    assert f"{TABLE_PREFIX}{child.pid}" not in guard_tables()  # the child removed its own
 
 
 @needs_netlab
