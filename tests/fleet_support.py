@@ -68,16 +68,25 @@ class Result:
 
 @dataclass
 class ResultTap:
-    """Consumes the results queue like a writer would, keeping every result in memory."""
+    """Consumes the results queue like a writer would, keeping every result in memory.
+
+    Like the writer it keeps a batch once: delivery is at least once (a batch
+    whose confirm was lost is published again from the prober's spool).
+    """
 
     channel: aiormq.abc.AbstractChannel
     rows: dict[int, list[Result]] = field(default_factory=dict)
+    batches: set[bytes] = field(default_factory=set)
 
     async def on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
         batch = decode_batch(message.body)
-        for i, target_id in enumerate(batch.target_ids):
-            result = Result(batch.ts[i], batch.prober, batch.rtt[i], batch.ttl[i], batch.hops[i])
-            self.rows.setdefault(target_id, []).append(result)
+        if batch.batch_id not in self.batches:
+            self.batches.add(batch.batch_id)
+            for i, target_id in enumerate(batch.target_ids):
+                result = Result(
+                    batch.ts[i], batch.prober, batch.rtt[i], batch.ttl[i], batch.hops[i]
+                )
+                self.rows.setdefault(target_id, []).append(result)
         assert message.delivery_tag is not None
         await self.channel.basic_ack(message.delivery_tag)
 
