@@ -59,6 +59,15 @@ _CHECKS = "".join(
 )
 
 
+def under_ci() -> bool:
+    """CI=true: the guard and the skip policy are not optional."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def switched_off() -> bool:
+    return os.environ.get("PINGTRACK_EGRESS_GUARD", "on").lower() == "off"
+
+
 class GuardError(RuntimeError):
     """The guard could not be installed or read."""
 
@@ -235,7 +244,7 @@ def ensure_guarded() -> None:
     """Re-run this script under the guard unless it already is (benchmarks call this)."""
     if os.environ.get(GUARDED) == "1":
         return
-    if os.environ.get("PINGTRACK_EGRESS_GUARD", "on").lower() == "off":
+    if switched_off():
         print("egress guard off (PINGTRACK_EGRESS_GUARD=off)", file=sys.stderr)
         return
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

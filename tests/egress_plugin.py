@@ -13,7 +13,7 @@ from collections.abc import Generator
 
 import pytest
 
-from tests.egress_guard import EgressGuard, GuardError, Snapshot
+from tests.egress_guard import EgressGuard, GuardError, Snapshot, switched_off, under_ci
 
 _GUARD = pytest.StashKey[EgressGuard | None]()
 _STATE = pytest.StashKey["_Leaks"]()
@@ -33,15 +33,11 @@ class _Leaks:
         self.last = now
 
 
-def _ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 def pytest_configure(config: pytest.Config) -> None:
     state = _Leaks()
     config.stash[_STATE] = state
     config.stash[_GUARD] = None
-    if os.environ.get("PINGTRACK_EGRESS_GUARD", "on").lower() == "off" and not _ci():
+    if switched_off() and not under_ci():
         state.problem = "off (PINGTRACK_EGRESS_GUARD=off)"
         return
     urls = [
@@ -52,7 +48,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         guard.install()
     except GuardError as exc:
-        if _ci():
+        if under_ci():
             raise pytest.UsageError(f"egress guard: {exc}; CI runs only guarded") from exc
         state.problem = f"NOT INSTALLED ({exc}): nothing checks that tests stay on this machine"
         return

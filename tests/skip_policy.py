@@ -8,20 +8,17 @@ relies on is missing, and it must not pass silently.
 from __future__ import annotations
 
 import fnmatch
-import os
 from collections.abc import Generator
 
 import pytest
+
+from tests.egress_guard import under_ci
 
 # node id pattern: why skipping it in CI is right
 ALLOWED_SKIPS = {
     # Opt-in: pings a real address of the operator's network; CI has none to ping.
     "tests/test_live_target.py::*": "needs PINGTRACK_LIVE_TARGET",
 }
-
-
-def _ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def allowed(nodeid: str) -> bool:
@@ -33,7 +30,12 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    if report.skipped and not hasattr(report, "wasxfail") and _ci() and not allowed(item.nodeid):
+    if (
+        report.skipped
+        and not hasattr(report, "wasxfail")
+        and under_ci()
+        and not allowed(item.nodeid)
+    ):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = (
